@@ -1,0 +1,113 @@
+"""One reader per file format. Each yields plain dicts and records where a row came from,
+so that later validation errors can name the file and line."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+from stilts_lab.errors import DataError
+
+# Keys every reader adds to each row, used in error messages downstream.
+FILE_KEY, LINE_KEY = "__file__", "__line__"
+
+
+def _require(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    return path
+
+
+def read_glue_tsv(path: Path, columns: Sequence[str] | None = None) -> list[dict]:
+    """GLUE TSV: tab-separated with no quoting (quote characters are text, as in GLUE's own
+    processors); a header row unless `columns` names them (CoLA has none); MRPC opens with a BOM."""
+    path = _require(path)
+    rows = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = list(columns) if columns else next(reader, None)
+        if not header:
+            raise DataError(f"{path}: empty file")
+        for fields in reader:
+            line = reader.line_num
+            if not fields or fields == [""]:
+                continue
+            if len(fields) != len(header):
+                raise DataError(f"{path}:{line}: expected {len(header)} tab-separated fields "
+                                f"({', '.join(header)}), found {len(fields)}")
+            row = dict(zip(header, fields))
+            row[FILE_KEY], row[LINE_KEY] = str(path), line
+            rows.append(row)
+    return rows
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    path = _require(path)
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{line}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{line}: expected a JSON object, found {type(row).__name__}")
+            row[FILE_KEY], row[LINE_KEY] = str(path), line
+            rows.append(row)
+    return rows
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Comma-separated with a header row and standard quoting (CosmosQA)."""
+    path = _require(path)
+    rows = []
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            if None in row or None in row.values():
+                raise DataError(f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} "
+                                f"comma-separated fields ({', '.join(reader.fieldnames)})")
+            row[FILE_KEY], row[LINE_KEY] = str(path), reader.line_num
+            rows.append(row)
+    return rows
+
+
+def read_lines(path: Path) -> list[str]:
+    """One value per line (WinoGrande / SocialIQA label files)."""
+    path = _require(path)
+    return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+
+
+def read_squad_paragraphs(path: Path) -> list[str]:
+    """SQuAD v1.1 JSON: the paragraph contexts, in file order (questions are not needed)."""
+    path = _require(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return [p["context"] for article in doc["data"] for p in article["paragraphs"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not SQuAD v1.1 JSON ({e})") from None
+
+
+def read_text_paragraphs(path: Path) -> list[str]:
+    """Raw text, one paragraph per non-empty line; WikiText ` = Heading = ` lines are skipped
+    and its tokenisation artefacts (` @-@ `, space before punctuation) undone so the prose reads
+    like the SQuAD paragraphs it is mixed with."""
+    path = _require(path)
+    paragraphs = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        text = text.strip()
+        if not text or (text.startswith("=") and text.endswith("=")):
+            continue
+        paragraphs.append(detokenize_wikitext(text))
+    return paragraphs
+
+
+def detokenize_wikitext(text: str) -> str:
+    for a, b in ((" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" ,", ","), (" .", "."),
+                 (" ;", ";"), (" :", ":"), (" 's", "'s"), (" n't", "n't"), ("( ", "("), (" )", ")")):
+        text = text.replace(a, b)
+    return text
