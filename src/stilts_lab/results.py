@@ -1,0 +1,60 @@
+"""metrics.json: one file per trial, the unit every report and resume check reads.
+
+Schema (all keys always present; values may be null where they do not apply):
+  config_hash        str    sha256 prefix of the resolved config minus run-location keys (resume matches on it)
+  model              str    model config name, e.g. "minilm_l6"
+  intermediate       str    intermediate task name, or "none" for vanilla fine-tuning
+  target             str    target task name
+  seed               int
+  hparams            dict   target-stage hyperparameters: lr, batch_size, warmup_ratio, max_epochs,
+                            weight_decay, train_size, eval_size, max_length
+  metric_name        str    the task's main dev metric, e.g. "accuracy", "mcc", "pearson"
+  dev_metric_per_epoch list[float]   main dev metric after each epoch
+  dev_metrics_per_epoch list[dict]   every dev metric after each epoch
+  best_dev_metric    float
+  last_dev_metric    float
+  majority_baseline  float  the main metric of always predicting the majority class (chance for
+                            multiple choice, 0 for mcc/correlations); a trial whose best dev metric is at
+                            or below it is "diverged"
+  train_seconds      float  target stage only
+  examples_per_second float target-stage training examples processed per second
+  intermediate_checkpoint {key, path} or null
+  split              dict   how train/eval were obtained: {"train": "...", "eval": "...", "carved": bool}
+  status             "ok" | "diverged" | "failed"
+  error              str or null   the message of a failed trial
+  config             dict   the whole resolved config
+  versions           dict   python, torch, transformers, lightning, ...
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+METRICS_FILE = "metrics.json"
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Temp file in the same directory, then rename: a reader (or a resumed sweep) sees the old
+    file or the new one, never half of one, even if the process is killed mid-write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, sort_keys=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metrics(path: Path) -> dict | None:
+    """None for a missing or unreadable file: such a trial counts as not done."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
