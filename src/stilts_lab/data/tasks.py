@@ -1,0 +1,237 @@
+"""Tasks are data, not code: a task YAML names its files, fields, kind and labels, and this module
+turns the rows of its original files into canonical examples.
+
+Canonical examples (what tokenization sees):
+  classification / regression: {"segments": [text] or [text, text_pair], "label": int | float}
+  multiple_choice:             {"choices": [[first, second-or-None], ...], "label": int}
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from stilts_lab.data import readers
+from stilts_lab.data.readers import FILE_KEY, LINE_KEY
+from stilts_lab.data.transforms import apply_transforms
+from stilts_lab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("classification", "regression", "multiple_choice")
+FORMATS = {
+    "glue_tsv": lambda path, task: readers.read_glue_tsv(path, task.get("columns")),
+    "jsonl": lambda path, task: readers.read_jsonl(path),
+    "csv": lambda path, task: readers.read_csv(path),
+}
+# Keys that belong to the stage, not to the task definition.
+STAGE_KEYS = {"train_size", "eval_size", "max_epochs", "max_steps", "lr", "batch_size",
+              "warmup_ratio", "weight_decay", "seed"}
+
+
+@dataclass
+class Split:
+    examples: list[dict]
+    origin: str                 # where the examples came from, for logs and metrics.json
+    fingerprint_parts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskData:
+    train: Split
+    eval: Split
+    carved: bool                # train and eval were carved from one file (no official train split here)
+
+
+def check_task(task: Mapping, role: str) -> None:
+    name = task.get("name", "?")
+    if task.get("kind") not in KINDS:
+        raise ConfigError(f"{role}.kind of task '{name}' is {task.get('kind')!r}; expected one of {KINDS}")
+    fmt = task.get("format")
+    if fmt not in FORMATS and fmt != "realfake":
+        raise ConfigError(f"{role}.format of task '{name}' is {fmt!r}; known: {sorted(FORMATS) + ['realfake']}")
+    if not task.get("metrics"):
+        raise ConfigError(f"{role}.metrics of task '{name}' is empty")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_file: Path | None = None) -> TaskData:
+    """Read, transform and canonicalize both splits of a task."""
+    if task.get("format") == "realfake":
+        rows = readers.read_jsonl(realfake_file)
+        return _carve(task, rows, split_seed, origin=str(realfake_file),
+                      parts=[file_sha256(realfake_file)], eval_size=task.get("eval_size"), log_it=False)
+    if data_dir is None:
+        return _load_hub(task)
+    files = task.get("files") or {}
+    eval_path = _local_path(task, data_dir, files.get("eval"), "eval")
+    train_rel = files.get("train")
+    train_path = Path(data_dir) / train_rel if train_rel else None
+    if train_path is None or not train_path.is_file():
+        if not task.get("carve_train_from_eval", False):
+            _local_path(task, data_dir, train_rel, "train")  # raises the two-ways message
+        rows = _read(task, eval_path, "eval", data_dir)
+        return _carve(task, rows, split_seed, origin=str(eval_path), parts=[file_sha256(eval_path)],
+                      eval_size=None, log_it=True)
+    train = _read(task, train_path, "train", data_dir)
+    dev = _read(task, eval_path, "eval", data_dir)
+    return TaskData(
+        train=Split(_canonical(task, train), str(train_path), [file_sha256(train_path)]),
+        eval=Split(_canonical(task, dev), str(eval_path), [file_sha256(eval_path)]),
+        carved=False)
+
+
+def _missing_message(task: Mapping, path: Path | None, which: str) -> str:
+    hf = task.get("hf_dataset") or {}
+    hub = f"{hf.get('path')}" + (f" ({hf.get('name')})" if hf.get("name") else "") if hf else "none named"
+    return (f"task '{task.get('name')}': no {which} data"
+            + (f": file not found: {path}" if path else "")
+            + f". Provide it either way: (1) set STILTS_DATA_DIR (config paths.data_dir) to a folder holding "
+            f"{(task.get('files') or {}).get(which, '<the task files>')}, or (2) leave it unset to load the "
+            f"Hugging Face dataset {hub} (needs internet).")
+
+
+def _local_path(task: Mapping, data_dir: str, rel: str | None, which: str) -> Path:
+    path = Path(data_dir) / rel if rel else None
+    if path is None or not path.is_file():
+        raise DataError(_missing_message(task, path, which))
+    return path
+
+
+def _read(task: Mapping, path: Path, split: str, data_dir: str) -> list[dict]:
+    rows = FORMATS[task["format"]](path, task)
+    return apply_transforms(rows, task.get("transforms"), split=split, data_dir=Path(data_dir))
+
+
+def _carve(task, rows, split_seed, *, origin, parts, eval_size, log_it) -> TaskData:
+    """Deterministic train/eval split of one file, for tasks whose train split is not on disk
+    (and for built data sets like realfake, which come as one file)."""
+    order = list(range(len(rows)))
+    random.Random(split_seed).shuffle(order)
+    n_eval = eval_size if eval_size else max(1, round(len(rows) * float(task.get("carve_eval_fraction", 0.3))))
+    if n_eval >= len(rows):
+        raise ConfigError(f"task '{task.get('name')}': eval_size {n_eval} leaves no training rows "
+                          f"out of {len(rows)} in {origin}")
+    examples = _canonical(task, rows)
+    dev = [examples[i] for i in order[:n_eval]]
+    train = [examples[i] for i in order[n_eval:]]
+    if log_it:
+        log.warning("task %s: no train split in the data root; carved %d train / %d eval examples from %s "
+                    "(split_seed %d). Scores are NOT on the official dev split.",
+                    task.get("name"), len(train), len(dev), origin, split_seed)
+    tag = f"carved:{split_seed}:{n_eval}"
+    return TaskData(train=Split(train, f"{origin} (carved train)", parts + [tag]),
+                    eval=Split(dev, f"{origin} (carved eval)", parts + [tag]), carved=True)
+
+
+def _load_hub(task: Mapping) -> TaskData:
+    hf = task.get("hf_dataset")
+    if not hf:
+        raise DataError(_missing_message(task, None, "train"))
+    try:
+        import datasets
+        splits = {}
+        for which in ("train", "eval"):
+            ds = datasets.load_dataset(hf["path"], hf.get("name"), split=hf[which])
+            origin = f"hf:{hf['path']}/{hf.get('name')}:{hf[which]}"
+            rows = [dict(r, **{FILE_KEY: origin, LINE_KEY: i + 1}) for i, r in enumerate(ds)]
+            rows = apply_transforms(rows, task.get("hf_transforms"), split=which, data_dir=None)
+            splits[which] = Split(_canonical(task, rows), origin, [origin, ds._fingerprint])
+    except Exception as e:  # offline, unknown dataset, ...: say both ways out
+        raise DataError(_missing_message(task, None, "train") + f" Loading from the Hub failed: {e}") from None
+    return TaskData(train=splits["train"], eval=splits["eval"], carved=False)
+
+
+def _canonical(task: Mapping, rows: list[dict]) -> list[dict]:
+    kind = task["kind"]
+    fields = list(task.get("fields") or [])
+    label_field = task.get("label_field", "label")
+    labels = [str(x).lower() for x in task.get("labels") or []]
+    out = []
+    for row in rows:
+        where = f"{row.get(FILE_KEY)}:{row.get(LINE_KEY)}"
+        missing = [k for k in fields + [label_field] if k not in row]
+        if missing:
+            raise DataError(f"{where}: row lacks field(s) {missing} named by task '{task['name']}'")
+        raw = row[label_field]
+        if kind == "regression":
+            try:
+                label: Any = float(raw)
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: label {raw!r} is not a number") from None
+        else:
+            label = _label_index(raw, labels, where, task)
+        texts = [str(row[k]) for k in fields]
+        if kind == "multiple_choice":
+            choices = _choice_texts(task, row, where)
+            first = " ".join(t for t in texts if t.strip())
+            example = {"choices": [[first, c] if first else [c, None] for c in choices], "label": label}
+            if not 0 <= label < len(choices):
+                raise DataError(f"{where}: label {raw!r} points past the {len(choices)} choices")
+        else:
+            example = {"segments": texts, "label": label}
+        out.append(example)
+    return out
+
+
+def _label_index(raw, labels: list[str], where: str, task: Mapping) -> int:
+    key = str(raw).strip().lower()
+    if labels:
+        if key in labels:
+            return labels.index(key)
+        # Hub copies store the label's index rather than its name (glue/rte: 0 = entailment).
+        if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(labels):
+            return raw
+        raise DataError(f"{where}: unknown label {raw!r} for task '{task['name']}' "
+                        f"(expected one of {task.get('labels')})")
+    try:
+        return int(key)
+    except ValueError:
+        raise DataError(f"{where}: label {raw!r} is not a choice index for task '{task['name']}'") from None
+
+
+def _choice_texts(task: Mapping, row: dict, where: str) -> list[str]:
+    if task.get("choices_field"):
+        choices = row.get(task["choices_field"])
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise DataError(f"{where}: field {task['choices_field']!r} is not a list of choices")
+        return [str(c) for c in choices]
+    keys = task.get("choice_fields") or []
+    if len(keys) < 2:
+        raise ConfigError(f"task '{task['name']}' is multiple_choice but names no choices_field / choice_fields")
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise DataError(f"{where}: row lacks choice field(s) {missing}")
+    return [str(row[k]) for k in keys]
+
+
+def shuffle_choices(examples: list[dict], seed: int) -> list[dict]:
+    """Options in a fixed position can carry the answer (the original real-fake code always put the
+    real ending first); shuffle each example's choices under the seed and move the label with them."""
+    rng = random.Random(seed)
+    out = []
+    for ex in examples:
+        order = list(range(len(ex["choices"])))
+        rng.shuffle(order)
+        out.append({"choices": [ex["choices"][i] for i in order], "label": order.index(ex["label"])})
+    return out
+
+
+def subset(examples: list[dict], size: int | None, seed: int) -> list[dict]:
+    """The first `size` examples of a seeded permutation: the same subset for every trial that
+    shares the split seed, and nested (a 500 subset contains the 250 one)."""
+    if size is None or size >= len(examples):
+        return examples
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    return [examples[i] for i in sorted(order[:size])]

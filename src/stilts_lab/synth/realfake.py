@@ -1,0 +1,272 @@
+"""Real-vs-fake sentence endings (the paper's SynGPT2), built once per key and cached.
+
+Recipe: split prose on ". ", cut each sentence to its first `words_max` words, drop it below
+`words_min`; the prompt is the first half of the words, the real ending the second half minus the
+last word. The generator writes `num_fakes` endings per prompt with the real ending's token budget.
+The real ending's position is shuffled per example (the original code always put it first)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from filelock import FileLock
+
+from stilts_lab.data.readers import read_squad_paragraphs, read_text_paragraphs
+from stilts_lab.errors import ConfigError, DataError
+
+# Bump when a change to this file changes what a given config builds: old caches stop matching.
+RECIPE_VERSION = 1
+# Samples tried per fake slot before its sentence is swapped for a spare one.
+MAX_ATTEMPTS = 5
+EXAMPLES_FILE, PROVENANCE_FILE = "examples.jsonl", "provenance.json"
+
+
+@dataclass(frozen=True)
+class Sentence:
+    prompt: str
+    ending: str
+    source: str  # "<file name>#<paragraph index>"
+
+
+def clean_text(text: str) -> str:
+    """The one normalisation for real and fake endings alike. SmolLM2 often writes a newline into
+    a long ending; a choice with a line break (or a double space) would give the fake away."""
+    return " ".join(text.split())
+
+
+def split_sentence(sentence: str, words_max: int, words_min: int) -> tuple[str, str] | None:
+    """(prompt, real ending), or None for a sentence too short to use."""
+    words = clean_text(sentence).split()[:words_max]
+    if len(words) < words_min:
+        return None
+    half = len(words) // 2
+    return " ".join(words[:half]), " ".join(words[half:-1])
+
+
+def candidate_sentences(sources: Sequence[Path], words_max: int, words_min: int) -> list[Sentence]:
+    """Every usable sentence, in file order; exact repeats dropped so that no prompt can land in
+    both the training and the held-out part."""
+    sentences, seen = [], set()
+    for path in map(Path, sources):
+        read = read_squad_paragraphs if path.suffix == ".json" else read_text_paragraphs
+        for index, paragraph in enumerate(read(path)):
+            for text in paragraph.split(". "):
+                pair = split_sentence(text, words_max, words_min)
+                if pair and pair not in seen:
+                    seen.add(pair)
+                    sentences.append(Sentence(*pair, source=f"{path.name}#{index}"))
+    return sentences
+
+
+def ending_tokens(tokenizer, ending: str) -> int:
+    """Generator tokens in `ending` as written right after its prompt (hence the leading space)."""
+    return len(tokenizer(" " + ending, add_special_tokens=False).input_ids)
+
+
+def derive_seed(seed: int, *parts) -> int:
+    """A seed for one generate() call that depends only on the build seed and the call's place."""
+    digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[int], *, num_fakes: int,
+                   gen_cfg: Mapping, seed: int, batch_size: int, progress=None) -> list[list[str]]:
+    """`num_fakes` cleaned continuations per prompt, each cut to at most that prompt's budget.
+
+    Prompts are sorted by (budget, prompt length) and cut into batches of `batch_size`, so one
+    generate() call holds prompts of near-equal length (little left padding) and near-equal budget.
+    Each call generates its largest budget, with EOS suppressed (min_new_tokens), and each row is
+    cut to its own budget: sampling is left to right, so a cut sample is a sample of that length.
+    batch_size=1 is the original code's one-prompt-per-call loop."""
+    import torch
+
+    prompt_lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
+    order = sorted(range(len(prompts)), key=lambda i: (budgets[i], prompt_lengths[i]))
+    results: list[list[str]] = [[] for _ in prompts]
+    top_k = int(gen_cfg.get("top_k") or 0)  # 0 disables the top-k cut (None would mean the model's 50)
+    devices = [model.device] if model.device.type == "cuda" else []
+    # fork_rng: seeding here must not disturb the caller's random state.
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        for call, start in enumerate(range(0, len(order), batch_size)):
+            batch = order[start:start + batch_size]
+            encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(model.device)
+            budget = max(budgets[i] for i in batch)
+            torch.manual_seed(derive_seed(seed, call))
+            sequences = model.generate(
+                **encoded, do_sample=True, top_p=gen_cfg["top_p"], top_k=top_k,
+                temperature=gen_cfg["temperature"], min_new_tokens=budget, max_new_tokens=budget,
+                num_return_sequences=num_fakes, pad_token_id=tokenizer.pad_token_id)
+            new_tokens = sequences[:, encoded.input_ids.shape[1]:]
+            for row, i in enumerate(batch):  # generate() returns a prompt's samples consecutively
+                samples = new_tokens[row * num_fakes:(row + 1) * num_fakes, :budgets[i]]
+                results[i] = [clean_text(t) for t in tokenizer.batch_decode(samples, skip_special_tokens=True)]
+            if progress is not None:
+                progress.update(len(batch))
+    return results
+
+
+def _usable(fake: str, real: str, budget: int, tokenizer) -> bool:
+    # An empty fake, or one equal to the real ending, makes a trivial or unanswerable example;
+    # U+FFFD (a cut multi-byte character) and over-budget text are tells real endings never have.
+    return bool(fake) and fake != real and "\ufffd" not in fake and ending_tokens(tokenizer, fake) <= budget
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _generator_identity(gen_cfg: Mapping) -> dict:
+    from stilts_lab.synth.generator import find_gguf
+
+    gguf = find_gguf(gen_cfg)
+    # The weights actually used: the embedded GGUF if installed, else the Hub model.
+    weights = f"{gguf.name} ({gguf.stat().st_size} bytes)" if gguf else gen_cfg.get("hub_id")
+    return {"name": gen_cfg["name"], "hub_id": gen_cfg.get("hub_id"),
+            "gguf_file": gen_cfg.get("gguf_file"), "weights": weights}
+
+
+def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, num_fakes: int, seed: int,
+                   cache_dir: Path, words_max: int = 30, words_min: int = 20, device: str = "cpu") -> Path:
+    """Build (or find in the cache) the real-fake set; returns its folder holding examples.jsonl
+    (prompt, endings, label, source per line) and provenance.json."""
+    import torch
+
+    sources = [Path(s) for s in sources]
+    for path in sources:
+        if not path.is_file():
+            raise DataError(f"data file not found: {path}")
+    sampling = {k: gen_cfg[k] for k in ("top_p", "top_k", "temperature", "batch_size")}
+    spec = {"recipe_version": RECIPE_VERSION, "generator": _generator_identity(gen_cfg), "sampling": sampling,
+            "seed": seed, "num_examples": num_examples, "num_fakes": num_fakes, "words_max": words_max,
+            "words_min": words_min, "sources": [_sha256(p) for p in sources],
+            # Samples differ across devices (kernels, RNG), so a device builds its own copy.
+            "device": torch.device(device).type}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    final = Path(cache_dir) / "realfake" / key
+    if (final / EXAMPLES_FILE).is_file() and (final / PROVENANCE_FILE).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if not final.is_dir():  # another process may have built it while we waited
+            _build(final, spec, gen_cfg, sources, cache_dir, device)
+    return final
+
+
+def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache_dir: Path, device: str) -> None:
+    import torch
+    import transformers
+    from tqdm.auto import tqdm
+
+    from stilts_lab.synth.generator import load_generator
+
+    started = time.perf_counter()
+    seed, n, k = spec["seed"], spec["num_examples"], spec["num_fakes"]
+    candidates = candidate_sentences(sources, spec["words_max"], spec["words_min"])
+    if len(candidates) < n:
+        raise DataError(f"real-fake needs {n} sentences of {spec['words_min']}+ words, found "
+                        f"{len(candidates)} in {', '.join(map(str, sources))}")
+    if k < 1:
+        raise ConfigError(f"intermediate.num_fakes must be at least 1, got {k}")
+    rng = random.Random(seed)
+    rng.shuffle(candidates)
+    chosen, spares = candidates[:n], iter(candidates[n:])
+    labels = [rng.randrange(k + 1) for _ in range(n)]
+
+    model, tokenizer = load_generator(gen_cfg, cache_dir, device)
+    load_seconds = time.perf_counter() - started
+    budgets = [ending_tokens(tokenizer, s.ending) for s in chosen]
+    fakes: list[list[str]] = [[] for _ in range(n)]
+    attempts = [0] * n
+    generated = rejected = replaced = 0
+    bar = tqdm(total=n, desc="real-fake endings", unit="example")
+    for round_ in range(n * MAX_ATTEMPTS + MAX_ATTEMPTS):  # bound: every round fills or ages a slot
+        todo = [i for i in range(n) if len(fakes[i]) < k]
+        if not todo:
+            break
+        # Retry rounds resample whole prompts: rejects are rare, so simplicity beats saved compute.
+        samples = sample_endings(model, tokenizer, [chosen[i].prompt for i in todo], [budgets[i] for i in todo],
+                                 num_fakes=k, gen_cfg=gen_cfg, seed=derive_seed(seed, "round", round_),
+                                 batch_size=int(gen_cfg["batch_size"]), progress=bar if round_ == 0 else None)
+        generated += k * len(todo)
+        for i, new in zip(todo, samples):
+            for fake in new:
+                if len(fakes[i]) == k:
+                    break
+                if _usable(fake, chosen[i].ending, budgets[i], tokenizer):
+                    fakes[i].append(fake)
+                else:
+                    rejected += 1
+            attempts[i] += 1
+            if len(fakes[i]) < k and attempts[i] >= MAX_ATTEMPTS:
+                # The generator keeps failing on this sentence (e.g. it recites it): use a spare one.
+                chosen[i] = next(spares, None)
+                if chosen[i] is None:
+                    raise DataError(f"real-fake: ran out of spare sentences in {', '.join(map(str, sources))}")
+                budgets[i], fakes[i], attempts[i] = ending_tokens(tokenizer, chosen[i].ending), [], 0
+                replaced += 1
+    bar.close()
+    generate_seconds = time.perf_counter() - started - load_seconds
+
+    rows = []
+    for sentence, label, endings in zip(chosen, labels, fakes):
+        endings = endings[:label] + [sentence.ending] + endings[label:]
+        rows.append({"prompt": sentence.prompt, "endings": endings, "label": label, "source": sentence.source})
+    provenance = {
+        "key": final.name, **spec,
+        "generator": {**spec["generator"], "embedded_package": gen_cfg.get("embedded_package")},
+        "source_files": [{"file": str(p), "sha256": h} for p, h in zip(sources, spec["sources"])],
+        "counts": {"candidate_sentences": len(candidates), "examples": len(rows), "generated_sequences": generated,
+                   "resampled_fakes": rejected, "replaced_sentences": replaced},
+        "seconds": round(time.perf_counter() - started, 2), "load_seconds": round(load_seconds, 2),
+        "sequences_per_second": round(generated / max(generate_seconds, 1e-9), 2),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+    }
+
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp"))
+    try:
+        with (tmp / EXAMPLES_FILE).open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+        os.replace(tmp, final)  # complete or absent: a crash leaves only a dot-named temp folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def build_from_config(cfg) -> Path:
+    """build_realfake from a composed Hydra config (cfg.generator, cfg.intermediate, cfg.paths)."""
+    from omegaconf import OmegaConf
+
+    if cfg.paths.data_dir is None:
+        raise DataError("paths.data_dir is not set: set STILTS_DATA_DIR (or paths.data_dir) to a folder "
+                        "holding the squad/ and wikitext2/ files")
+    task = cfg.intermediate
+    if task.get("name") != "realfake":
+        raise ConfigError(f"intermediate={task.get('name')}: the builder makes the realfake task; "
+                          "select intermediate=realfake")
+    if task.train_size is None:
+        raise ConfigError("intermediate.train_size is null: set it to the number of real-fake training "
+                          "examples to build, e.g. intermediate.train_size=2000")
+    data_dir = Path(cfg.paths.data_dir)
+    return build_realfake(
+        gen_cfg=OmegaConf.to_container(cfg.generator, resolve=True),
+        sources=[data_dir / s for s in task.sources],
+        num_examples=int(task.train_size) + int(task.eval_size or 0),
+        num_fakes=int(task.num_fakes), seed=int(task.seed), cache_dir=Path(cfg.paths.cache_dir),
+        words_max=int(task.words_max), words_min=int(task.words_min),
+        device="cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
