@@ -19,6 +19,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from stilts_lab.checks import check_config, config_hash, stable_hash
+from stilts_lab.data.tasks import file_sha256
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained
 from stilts_lab.results import METRICS_FILE, write_json_atomic
 from stilts_lab.stage import StageSettings, train_stage
@@ -40,12 +41,22 @@ def abspath(path) -> str | None:
     return None if path is None else str(Path(path).expanduser().resolve())
 
 
-def intermediate_key(cfg: DictConfig) -> str:
-    inter = OmegaConf.to_container(cfg.intermediate, resolve=True)
+def intermediate_data_parts(cfg: DictConfig, realfake_file: Path | None) -> list[str]:
+    """The data behind an intermediate checkpoint: a built set's cache key (it covers generator,
+    sampling and source hashes), else the hashes of the task's files, else its Hub dataset."""
+    if realfake_file is not None:
+        return [Path(realfake_file).parent.name]
+    data_dir = abspath(cfg.paths.data_dir)
+    if data_dir is None:
+        return [str(OmegaConf.to_container(cfg.intermediate.get("hf_dataset") or {}))]
+    files = [Path(data_dir) / rel for rel in (cfg.intermediate.get("files") or {}).values()]
+    return [file_sha256(p) for p in files if p.is_file()]
+
+
+def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:
     payload = {"v": INTERMEDIATE_VERSION, "model": OmegaConf.to_container(cfg.model, resolve=True),
-               "intermediate": inter, "precision": cfg.trainer.precision}
-    if inter.get("format") == "realfake":
-        payload["generator"] = OmegaConf.to_container(cfg.generator, resolve=True)
+               "intermediate": OmegaConf.to_container(cfg.intermediate, resolve=True),
+               "precision": cfg.trainer.precision, "data": data_parts}
     return stable_hash(payload)
 
 
@@ -63,7 +74,11 @@ def _settings(block, max_steps: int = -1) -> StageSettings:
 
 
 def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> tuple[str, Path]:
-    key = intermediate_key(cfg)
+    realfake_file = None
+    if cfg.intermediate.format == "realfake":
+        from stilts_lab.synth.realfake import build_from_config
+        realfake_file = build_from_config(cfg)  # cached by its own key; cheap when built before
+    key = intermediate_key(cfg, intermediate_data_parts(cfg, realfake_file))
     name = cfg.intermediate.name
     root = Path(abspath(cfg.paths.cache_dir)) / "intermediate"
     final = root / f"{name}-{key}"
@@ -75,10 +90,6 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         if (final / COMPLETE_FILE).is_file():  # another job finished it while we waited
             log.info("reusing intermediate checkpoint %s (trained by a parallel job)", final)
             return key, final
-        realfake_file = None
-        if cfg.intermediate.format == "realfake":
-            from stilts_lab.synth.realfake import build_from_config
-            realfake_file = build_from_config(cfg)
         tmp = root / f".{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("training intermediate stage %s -> %s", name, final)

@@ -1,0 +1,59 @@
+"""Every experiment composes, with the overrides later tools rely on; configs name real things."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from stilts_lab.checks import check_config, config_hash
+from tests.conftest import CONF, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+COMMON = ["seed=12", "target.train_size=100", "target.eval_size=50", "intermediate.train_size=2000",
+          "trainer.max_epochs=2", "optim.lr=3e-5", "optim.warmup_ratio=0.2", "data.batch_size=8",
+          "hydra.run.dir=/tmp/x"]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_checks(experiment):
+    cfg = compose_config([f"+experiment={experiment}"] + [o for o in COMMON if not o.startswith("hydra")])
+    OmegaConf.resolve(cfg)
+    check_config(cfg)
+    assert cfg.seed == 12 and cfg.optim.lr == 3e-5 and cfg.data.batch_size == 8
+    assert cfg.target.train_size == 100 and cfg.trainer.max_epochs == 2
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_opens_with_the_command_that_runs_it(experiment):
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    assert f"python -m stilts_lab" in text and f"+experiment={experiment}" in text
+    assert text.startswith("# @package _global_")
+
+
+@pytest.mark.parametrize("intermediate", ["none", "realfake"])
+def test_sweep_overrides_accepted_by_both_arms(intermediate):
+    cfg = compose_config([f"intermediate={intermediate}", "intermediate.train_size=2000"])
+    check_config(cfg)
+    assert cfg.intermediate.name == intermediate and cfg.intermediate.train_size == 2000
+
+
+def test_group_options_exist():
+    for group, option in [("model", "minilm_l6"), ("model", "roberta_large"), ("model", "roberta_base"),
+                          ("generator", "smollm2_135m"), ("generator", "gpt2_medium"),
+                          ("trainer", "cpu"), ("trainer", "gpu"), ("intermediate", "none"),
+                          ("intermediate", "realfake"), ("target", "rte")]:
+        cfg = compose_config([f"{group}={option}"])
+        assert cfg[group].name == option if group in ("model", "generator", "intermediate", "target") else True
+    assert compose_config(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+
+
+def test_model_defaults_flow_to_target_stage():
+    cfg = compose_config(["model=roberta_large"])
+    assert cfg.optim.lr == 1e-5 and cfg.trainer.max_epochs == 5
+    assert compose_config([]).optim.lr == 1e-4  # MiniLM learns at a larger rate
+
+
+def test_config_hash_tracks_results_not_locations(tmp_path):
+    a = compose_config(["seed=1"], cache_dir=tmp_path / "a")
+    b = compose_config(["seed=1"], cache_dir=tmp_path / "b")
+    c = compose_config(["seed=2"], cache_dir=tmp_path / "a")
+    assert config_hash(a) == config_hash(b) != config_hash(c)

@@ -1,0 +1,52 @@
+"""The whole two-stage pipeline with the real MiniLM and the real SmolLM2 on tiny subsets."""
+import json
+
+import pytest
+
+from stilts_lab.pipeline import COMPLETE_FILE, run
+from stilts_lab.results import METRICS_FILE
+from tests.conftest import TINY, compose_config
+
+REALFAKE_TINY = ["intermediate=realfake", "intermediate.train_size=24", "intermediate.eval_size=8",
+                 "intermediate.max_epochs=1", "intermediate.batch_size=8"]
+REQUIRED = {"config_hash", "model", "intermediate", "target", "seed", "hparams", "metric_name",
+            "dev_metric_per_epoch", "best_dev_metric", "last_dev_metric", "majority_baseline", "train_seconds",
+            "examples_per_second", "intermediate_checkpoint", "status", "versions", "config"}
+
+
+@pytest.mark.slow
+def test_vanilla_run_writes_metrics(tmp_path, data_dir, cache_dir):
+    cfg = compose_config(["+experiment=vanilla_rte"] + TINY, data_dir=data_dir, cache_dir=cache_dir,
+                         output_dir=tmp_path)
+    run(cfg)
+    m = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert REQUIRED <= m.keys()
+    assert m["status"] in ("ok", "diverged") and m["intermediate_checkpoint"] is None
+    assert len(m["dev_metric_per_epoch"]) == 1 and 0 <= m["best_dev_metric"] <= 1
+    assert m["split"]["train_examples"] == 32 and m["split"]["eval_examples"] == 32
+    assert m["hparams"]["batch_size"] == 16 and m["metric_name"] == "accuracy"
+    assert m["examples_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_realfake_to_rte_trains_intermediate_once(tmp_path, data_dir, cache_dir, monkeypatch):
+    overrides = ["+experiment=realfake_to_rte"] + REALFAKE_TINY + TINY
+    run(compose_config(overrides, data_dir=data_dir, cache_dir=cache_dir, output_dir=tmp_path / "a"))
+    first = json.loads((tmp_path / "a" / METRICS_FILE).read_text())
+    ckpt = first["intermediate_checkpoint"]
+    stage = json.loads((__import__("pathlib").Path(ckpt["path"]) / COMPLETE_FILE).read_text())
+    assert stage["train_examples"] == 24 and stage["eval_examples"] == 8
+    assert (__import__("pathlib").Path(ckpt["path"]) / "config.json").is_file()
+
+    # A second trial (another target seed) must reuse the checkpoint: neither build nor train again.
+    import stilts_lab.pipeline as pipeline
+    import stilts_lab.synth.realfake as realfake
+    monkeypatch.setattr(realfake, "_build", lambda *a, **k: pytest.fail("rebuilt real-fake data"))
+    real_train = pipeline.train_stage
+    calls = []
+    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: calls.append(kw["task"]["name"]) or real_train(**kw))
+    run(compose_config(overrides + ["seed=7"], data_dir=data_dir, cache_dir=cache_dir, output_dir=tmp_path / "b"))
+    second = json.loads((tmp_path / "b" / METRICS_FILE).read_text())
+    assert calls == ["rte"]
+    assert second["intermediate_checkpoint"] == ckpt
+    assert second["config_hash"] != first["config_hash"]
