@@ -180,9 +180,8 @@ def test_cli(sweeps, tmp_path):
     assert "dropped 1 duplicate" in run.stdout
 
 
-def test_cli_without_trials_exits_nonzero(tmp_path):
+def test_no_trials_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    run = subprocess.run([sys.executable, "-m", "stilts_lab.report", str(tmp_path / "empty")],
-                         capture_output=True, text=True)
-    assert run.returncode == 1
-    assert run.stderr.strip() == f"error: no metrics.json found under {tmp_path / 'empty'}"
+    assert main([str(tmp_path / "empty"), str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: no metrics.json found under {tmp_path / 'empty'}, {tmp_path / 'missing'}\n")

@@ -10,7 +10,6 @@ score: they are counted and shown, never averaged.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -43,7 +42,9 @@ SCORE = "best_dev_metric"
 
 def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
     """One row per trial found under `dirs`. Re-runs (same config_hash) keep the newest file;
-    df.attrs records "duplicates_dropped" and "unreadable" (files read_metrics could not parse)."""
+    df.attrs records "duplicates_dropped" and "unreadable" (files read_metrics could not parse).
+    Columns: TRIAL_FIELDS, path, hparams.*, config.* (flattened), and the derived booleans
+    scored (has a score, not failed) and diverged."""
     paths = sorted({p for d in dirs for p in Path(d).rglob(METRICS_FILE) if p.is_file()})
     rows, configs, unreadable = [], [], 0
     for path in paths:
@@ -58,7 +59,9 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
         rows.append(row)
         configs.append(metrics.get("config") or {})
     if not rows:
-        return pd.DataFrame(columns=TRIAL_FIELDS + ["path"])
+        empty = pd.DataFrame(columns=TRIAL_FIELDS + ["path"])
+        empty.attrs.update(duplicates_dropped=0, unreadable=unreadable)
+        return empty
 
     config = pd.json_normalize(configs, sep=".").add_prefix("config.")
     df = pd.concat([pd.DataFrame(rows), config], axis=1)
@@ -110,9 +113,11 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pair_keys(df: pd.DataFrame) -> pd.Series:
-    cols = ["seed"] + [f"hparams.{h}" for h in PAIR_HPARAMS]
-    values = df.reindex(columns=cols)
-    return values.apply(lambda r: json.dumps([None if pd.isna(v) else v for v in r]), axis=1)
+    """The cell of each trial: seed plus target hyperparameters, one hashable key (NaN-safe)."""
+    values = df.reindex(columns=["seed"] + [f"hparams.{h}" for h in PAIR_HPARAMS])
+    keys = [repr(tuple(None if pd.isna(v) else v for v in row))
+            for row in values.itertuples(index=False)]
+    return pd.Series(keys, index=df.index, dtype=object)
 
 
 def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -132,7 +137,7 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
                 row["delta_mean_ci"] = bootstrap_delta_ci(a, v, np.mean)
                 row["delta_max_ci"] = bootstrap_delta_ci(a, v, np.max)
             else:
-                row["no_delta"] = "no vanilla trials" if len(a) else "no scored trials"
+                row["no_delta"] = "no scored vanilla trials" if len(a) else "no scored trials"
             # A cell holding several trials of one arm (e.g. a sweep over the intermediate's
             # training size) contributes its mean, so every cell is one pair.
             cells = pd.concat([arm.groupby("_cell")[SCORE].mean().rename("arm"),
@@ -221,15 +226,16 @@ def plot_violins(section: pd.DataFrame, path: Path, title: str) -> None:
     sns.violinplot(data=scored, x="intermediate", y=SCORE, order=order, hue="intermediate",
                    hue_order=order, palette="pastel", legend=False, cut=0, inner=None,
                    density_norm="width", linewidth=1, ax=ax)
-    stable, diverged = scored[~scored["diverged"]], scored[scored["diverged"]]
-    if len(stable):
-        sns.stripplot(data=stable, x="intermediate", y=SCORE, order=order, color="0.15",
-                      size=4.5, jitter=0.12, alpha=0.8, ax=ax)
-    if len(diverged):
-        sns.stripplot(data=diverged, x="intermediate", y=SCORE, order=order, color="crimson",
-                      marker="X", size=7, jitter=0.12, ax=ax)
+    # Trials drawn by hand rather than sns.stripplot, whose jitter comes from the global numpy
+    # RNG: a seeded jitter keeps the figure identical from one report run to the next.
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(scored))
+    x = scored["intermediate"].map({name: i for i, name in enumerate(order)}).to_numpy() + jitter
+    y, diverged = scored[SCORE].to_numpy(), scored["diverged"].to_numpy(bool)
+    ax.scatter(x[~diverged], y[~diverged], s=22, color="0.15", alpha=0.8, lw=0, zorder=3)
+    ax.scatter(x[diverged], y[diverged], s=60, color="crimson", marker="X", lw=0, zorder=4)
     for baseline in sorted(set(section["majority_baseline"].dropna().astype(float))):
-        ax.axhline(baseline, ls="--", lw=1.2, color="0.35", zorder=0)
+        # Over the violins, under the trials: the line must stay visible across each violin.
+        ax.axhline(baseline, ls="--", lw=1.2, color="0.35", zorder=2)
 
     labels = []
     for name in order:
@@ -257,14 +263,15 @@ def plot_factor(table: pd.DataFrame, key: str, path: Path, title: str, metric: s
     values = sorted(set(table.loc[table["intermediate"].isin(lined), "value"]), key=_value_sort_key)
     xs = {v: i for i, v in enumerate(values)}
     palette = dict(zip(order, sns.color_palette("deep", len(order))))
-    fig = _new_figure(max(5.5, 1.2 * len(values) + 3), 4.5)
+    fig = _new_figure(max(5.5, 1.2 * len(values) + 3) + 3, 4.5)  # + room for the legend
     ax = fig.add_subplot()
     for name in order:
         rows = table[table["intermediate"] == name]
         colour, label = palette[name], _arm_label(name)
         if name not in lined:
             mean, (lo, hi) = rows["mean"].iloc[0], rows["ci"].iloc[0]
-            ax.axhline(mean, color=colour, ls="--", lw=1.5, label=f"{label} (n={rows['n'].iloc[0]})")
+            ax.axhline(mean, color=colour, ls="--", lw=1.5,
+                       label=f"{label} (n={rows['n'].iloc[0]}, band: 95% CI)")
             ax.axhspan(lo, hi, color=colour, alpha=0.12, lw=0)
             continue
         rows = rows[rows["value"].isin(xs)]
@@ -276,9 +283,12 @@ def plot_factor(table: pd.DataFrame, key: str, path: Path, title: str, metric: s
         ax.errorbar(x, rows["mean"], yerr=[lo, hi], color=colour, marker="o", capsize=4,
                     lw=1.8, label=label)
     ax.set_xticks(range(len(values)), values)
-    ax.set_xlim(-0.5, len(values) - 0.5)
-    ax.set(xlabel=key, ylabel=f"mean dev {metric} (95% CI)", title=title)
-    ax.legend(title="intermediate", fontsize="small", framealpha=0.9)
+    if values:
+        ax.set_xlim(-0.5, len(values) - 0.5)
+    ax.set(xlabel=key, ylabel=f"mean dev {metric} (95% CI)")
+    fig.suptitle(title)  # over the figure: the axes alone are narrower than the title
+    # Outside the axes: error bars reach anywhere inside them.
+    ax.legend(title="intermediate", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.savefig(path)
 
 
@@ -371,7 +381,9 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
     dirs = [Path(d) for d in dirs]
     df = collect_trials(dirs)
     if df.empty:
-        raise StiltsError(f"no {METRICS_FILE} found under {', '.join(str(d) for d in dirs)}")
+        unreadable = f" ({df.attrs['unreadable']} unreadable)" if df.attrs.get("unreadable") else ""
+        raise StiltsError(f"no {METRICS_FILE} found under {', '.join(str(d) for d in dirs)}"
+                          + unreadable)
     out = Path(out) if out is not None else dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -410,7 +422,8 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stilts_lab.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m stilts_lab.report",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories, searched recursively")
     parser.add_argument("--out", type=Path, help="output directory (default: FIRST_DIR/report)")
     parser.add_argument("--factor", help="config key to plot against, e.g. intermediate.train_size")
