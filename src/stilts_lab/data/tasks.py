@@ -74,12 +74,12 @@ def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_
     if data_dir is None:
         return _load_hub(task)
     files = task.get("files") or {}
-    eval_path = _local_path(task, data_dir, files.get("eval"), "eval")
     train_rel = files.get("train")
     train_path = Path(data_dir) / train_rel if train_rel else None
+    if not task.get("carve_train_from_eval", False):
+        _local_path(task, data_dir, train_rel, "train")  # raises the two-ways message
+    eval_path = _local_path(task, data_dir, files.get("eval"), "eval")
     if train_path is None or not train_path.is_file():
-        if not task.get("carve_train_from_eval", False):
-            _local_path(task, data_dir, train_rel, "train")  # raises the two-ways message
         rows = _read(task, eval_path, "eval", data_dir)
         return _carve(task, rows, split_seed, origin=str(eval_path), parts=[file_sha256(eval_path)],
                       eval_size=None, log_it=True)
