@@ -53,15 +53,57 @@ def drop_context(rows, *, fields=("ctx", "ctx_a", "ctx_b"), **_):
     return rows
 
 
+@transform
+def fill_template(rows, *, template: str, into: str, **_):
+    """A new text field from the row's fields, e.g. WiC's "{word}: {sentence1}" (the target word
+    in front of the first sentence, so a two-segment encoder sees which word is asked about)."""
+    for row in rows:
+        try:
+            row[into] = template.format(**row)
+        except KeyError as e:
+            raise DataError(f"{row[FILE_KEY]}:{row[LINE_KEY]}: template {template!r} names field {e} "
+                            f"that the row lacks") from None
+    return rows
+
+
+@transform
+def map_values(rows, *, field: str, values: dict, into: str | None = None, **_):
+    """Replaces a field's codes by text (COPA's "cause" -> "What was the cause?"); `into` keeps the
+    original field and writes the text to a new one."""
+    for row in rows:
+        key = str(row.get(field))
+        if key not in values:
+            raise DataError(f"{row[FILE_KEY]}:{row[LINE_KEY]}: {field}={row.get(field)!r} is not one of "
+                            f"{sorted(values)}")
+        row[into or field] = values[key]
+    return rows
+
+
+@transform
+def rename_fields(rows, *, fields: dict, **_):
+    """{old: new}: lets one task YAML read two copies that name a column differently
+    (GLUE's MRPC file says "#1 String" where the Hub copy says "sentence1")."""
+    for row in rows:
+        for old, new in fields.items():
+            if old in row:
+                row[new] = row.pop(old)
+    return rows
+
+
 def apply_transforms(rows: list[dict], specs, *, split: str, data_dir: Path | None) -> list[dict]:
     for spec in specs or []:
         spec = {"name": spec} if isinstance(spec, str) else dict(spec)
         name = spec.pop("name", None)
         if name not in TRANSFORMS:
             raise ConfigError(f"unknown transform '{name}'; known: {', '.join(sorted(TRANSFORMS))}")
-        # Per-split parameters (a label file per split) are written {train: ..., eval: ...}.
-        params = {k: (v.get(split) if isinstance(v, dict) else v) for k, v in spec.items()}
+        # Per-split parameters (a label file per split) are written {train: ..., eval: ...};
+        # any other mapping is the parameter's value itself (map_values' table).
+        params = {k: (v.get(split) if _per_split(v) else v) for k, v in spec.items()}
         if any(v is None for v in params.values()):
             continue  # e.g. no label file for this split: the rows carry their labels
         rows = TRANSFORMS[name](rows, data_dir=data_dir, **params)
     return rows
+
+
+def _per_split(value) -> bool:
+    return isinstance(value, dict) and bool(value) and set(value) <= {"train", "eval"}
