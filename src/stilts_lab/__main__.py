@@ -12,16 +12,29 @@ from stilts_lab.errors import StiltsError
 log = logging.getLogger("stilts_lab")
 
 
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from stilts_lab.pipeline import run  # heavy imports after Hydra has parsed the command line
     try:
         return run(cfg)["best_dev_metric"]
     except StiltsError as e:
-        # The user's input is wrong: one line that says what and where, no traceback.
+        # The user's input is wrong (and so for every trial of a sweep): one line, no traceback.
         log.error("error: %s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception:
+        if not _in_sweep():
+            raise
+        # One crashed trial must not end the sweep: its metrics.json says failed (with the error),
+        # and running the sweep again re-runs it.
+        log.exception("trial failed; the sweep goes on")
+        return None
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def stable_hash(payload) -> str:
 def config_hash(cfg: DictConfig) -> str:
     """Identity of a trial: everything that determines its result, not where it runs or writes."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "hydra"):
+    for key in ("paths", "hydra", "resume"):
         resolved.pop(key, None)
     resolved.get("trainer", {}).pop("enable_progress_bar", None)
     return stable_hash(resolved)

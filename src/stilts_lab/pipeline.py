@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from stilts_lab.checks import check_config, config_hash, stable_hash
 from stilts_lab.data.tasks import file_sha256
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained
+from stilts_lab.resume import finished_trial, sweep_root
 from stilts_lab.results import METRICS_FILE, write_json_atomic
 from stilts_lab.stage import StageSettings, train_stage
 
@@ -133,6 +134,15 @@ def run(cfg: DictConfig) -> dict:
         "split": None, "status": "failed", "error": None,
         "config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
     }
+    if cfg.get("resume", True):
+        done = finished_trial(metrics["config_hash"], sweep_root(out))
+        if done:
+            path, prior = done
+            log.info("skipping finished trial %s: %s already holds its result (status %s)",
+                     metrics["config_hash"], path, prior["status"])
+            if path.resolve() != (out / METRICS_FILE).resolve():
+                write_json_atomic(out / METRICS_FILE, prior | {"reused_from": str(path)})
+            return prior
     try:
         check_config(cfg)
         source = resolve_pretrained(cfg.model)

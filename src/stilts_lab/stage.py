@@ -47,6 +47,8 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
                 seed: int, split_seed: int, data_dir, cache_dir, log_dir: Path, random_init: bool = False,
                 realfake_file: Path | None = None, num_workers: int = 0) -> StageResult:
     L.seed_everything(seed, workers=True, verbose=False)
+    if trainer_cfg.get("num_threads"):
+        torch.set_num_threads(int(trainer_cfg["num_threads"]))
     data = TaskDataModule(task, tokenizer, batch_size=settings.batch_size, seed=seed, split_seed=split_seed,
                           data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
                           num_workers=num_workers)

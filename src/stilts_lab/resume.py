@@ -1,0 +1,37 @@
+"""Resuming a sweep: a trial whose metrics.json (anywhere under the sweep dir) has the same config
+hash and finished (ok, or diverged: a real result too) is not run again. Matching by config hash,
+not by folder name, keeps this right when a sweep is re-run with its trials in another order."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from stilts_lab.results import METRICS_FILE, read_metrics
+
+log = logging.getLogger(__name__)
+FINISHED = ("ok", "diverged")
+
+
+def sweep_root(default: Path) -> Path:
+    """The sweep dir in a multirun (all sibling trials), else the run's own dir."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return Path(hc.sweep.dir)
+    except Exception:  # composed without a Hydra run
+        pass
+    return default
+
+
+def finished_trial(config_hash: str, root: Path, max_depth: int = 3) -> tuple[Path, dict] | None:
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    candidates = [root / METRICS_FILE] + [p for d in range(1, max_depth + 1) for p in root.glob("/".join(["*"] * d) + "/" + METRICS_FILE)]
+    for path in candidates:
+        metrics = read_metrics(path) if path.is_file() else None
+        if metrics and metrics.get("config_hash") == config_hash and metrics.get("status") in FINISHED:
+            return path, metrics
+    return None
