@@ -78,7 +78,8 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
     realfake_file = None
     if cfg.intermediate.format == "realfake":
         from stilts_lab.synth.realfake import build_from_config
-        realfake_file = build_from_config(cfg)  # cached by its own key; cheap when built before
+        from stilts_lab.synth.realfake import EXAMPLES_FILE
+        realfake_file = build_from_config(cfg) / EXAMPLES_FILE  # cached by its own key; cheap when built
     key = intermediate_key(cfg, intermediate_data_parts(cfg, realfake_file))
     name = cfg.intermediate.name
     root = Path(abspath(cfg.paths.cache_dir)) / "intermediate"
