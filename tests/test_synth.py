@@ -1,0 +1,145 @@
+"""The real-fake builder with the real SmolLM2 generator on a few WikiText prompts.
+The GGUF is converted once per test session (about 40 s); each small build then takes seconds."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from stilts_lab.data.readers import read_text_paragraphs
+from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.synth import generator as generator_module
+from stilts_lab.synth.realfake import (EXAMPLES_FILE, PROVENANCE_FILE, build_from_config, build_realfake,
+                                       candidate_sentences, clean_text, ending_tokens, split_sentence)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("STILTS_DATA_DIR", "/work/shared/data"))
+WIKI = DATA_DIR / "wikitext2/wiki.test.raw"
+SQUAD = DATA_DIR / "squad/train-v1.1.first44articles.json"
+GEN_CFG = OmegaConf.to_container(OmegaConf.load(REPO / "conf/generator/smollm2_135m.yaml"))
+needs_data = pytest.mark.skipif(not WIKI.is_file(), reason=f"{WIKI} not found (set STILTS_DATA_DIR)")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synth-cache")
+
+
+def build(cache_dir: Path, seed: int = 7, num_examples: int = 6) -> Path:
+    return build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=num_examples, num_fakes=3,
+                          seed=seed, cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def built(cache_dir) -> Path:
+    return build(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(cache_dir, built):
+    return generator_module.load_generator(GEN_CFG, cache_dir)[1]
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / EXAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+
+
+def test_split_sentence_follows_the_paper():
+    words = [f"w{i}" for i in range(1, 36)]
+    # Cut to 30 words; prompt = first 15, real ending = the other 15 minus the last word.
+    assert split_sentence(" ".join(words), 30, 20) == (" ".join(words[:15]), " ".join(words[15:29]))
+    assert split_sentence(" ".join(words[:21]), 30, 20) == (" ".join(words[:10]), " ".join(words[10:20]))
+    assert split_sentence(" ".join(words[:19]), 30, 20) is None
+
+
+@needs_data
+def test_candidates_from_squad_json_and_raw_text():
+    sentences = candidate_sentences([SQUAD, WIKI], 30, 20)
+    files = {s.source.split("#")[0] for s in sentences}
+    assert files == {SQUAD.name, WIKI.name}
+    assert all(10 <= len(s.prompt.split()) <= 15 and 9 <= len(s.ending.split()) <= 14 for s in sentences)
+    assert len({(s.prompt, s.ending) for s in sentences}) == len(sentences)
+
+
+def test_too_few_sentences_is_a_data_error(tmp_path, monkeypatch):
+    source = tmp_path / "tiny.txt"
+    source.write_text("Short line. " + " ".join(["word"] * 25) + ". Another short one\n", encoding="utf-8")
+    monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: pytest.fail("loaded the generator"))
+    with pytest.raises(DataError, match=r"needs 5 sentences.*found 1 in .*tiny\.txt"):
+        build_realfake(gen_cfg=GEN_CFG, sources=[source], num_examples=5, num_fakes=3, seed=0, cache_dir=tmp_path)
+    assert not (tmp_path / "realfake").exists() or not any(p.is_dir() for p in (tmp_path / "realfake").iterdir())
+
+
+@pytest.mark.slow
+@needs_data
+def test_examples_are_well_formed(built, tokenizer):
+    rows = read_rows(built)
+    provenance = json.loads((built / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    assert len(rows) == provenance["counts"]["examples"] == 6
+    # The original code always put the real ending first; here its position must vary.
+    assert len({row["label"] for row in rows}) > 1
+    paragraphs = read_text_paragraphs(WIKI)
+    for row in rows:
+        assert len(row["endings"]) == 4
+        real = row["endings"][row["label"]]
+        name, index = row["source"].split("#")
+        assert name == WIKI.name and f"{row['prompt']} {real}" in clean_text(paragraphs[int(index)])
+        budget = ending_tokens(tokenizer, real)
+        for fake in row["endings"][:row["label"]] + row["endings"][row["label"] + 1:]:
+            assert fake and fake != real
+            assert fake == clean_text(fake) and "<|" not in fake and "\ufffd" not in fake, fake
+            assert 0 < ending_tokens(tokenizer, fake) <= budget, (fake, budget)
+
+
+@pytest.mark.slow
+@needs_data
+def test_same_seed_gives_identical_bytes(built, cache_dir):
+    before = (built / EXAMPLES_FILE).read_bytes()
+    shutil.rmtree(built)
+    torch.manual_seed(12345)  # unrelated random state must not leak into the build
+    random.seed(12345)
+    assert build(cache_dir) == built
+    assert (built / EXAMPLES_FILE).read_bytes() == before
+
+
+@pytest.mark.slow
+@needs_data
+def test_other_seed_gives_other_examples(built, cache_dir):
+    other = build(cache_dir, seed=8)
+    assert other != built
+    assert read_rows(other) != read_rows(built)
+
+
+@pytest.mark.slow
+@needs_data
+def test_cache_hit_does_not_load_the_generator(built, cache_dir, monkeypatch):
+    monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: pytest.fail("loaded the generator"))
+    assert build(cache_dir) == built
+
+
+def compose_realfake(overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose("config", overrides=["intermediate=realfake", *overrides])
+
+
+def test_build_from_config_names_the_missing_setting():
+    with pytest.raises(DataError, match="STILTS_DATA_DIR"):
+        build_from_config(compose_realfake(["paths.data_dir=null"]))
+    with pytest.raises(ConfigError, match="intermediate.train_size"):
+        build_from_config(compose_realfake([f"paths.data_dir={DATA_DIR}", "intermediate.train_size=null"]))
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "stilts_lab.synth", "paths.data_dir=null"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: paths.data_dir is not set") and "Traceback" not in result.stderr
