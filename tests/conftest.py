@@ -21,8 +21,10 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One cache per session: the generator conversion and tokenization happen once."""
-    return tmp_path_factory.mktemp("cache")
+    """One cache per session: the generator conversion and tokenization happen once.
+    STILTS_TEST_CACHE_DIR keeps it across sessions while developing."""
+    keep = os.environ.get("STILTS_TEST_CACHE_DIR")
+    return Path(keep) if keep else tmp_path_factory.mktemp("cache")
 
 
 def compose_config(overrides: list[str], *, data_dir: Path | None = None, cache_dir: Path | None = None,
