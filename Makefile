@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench sweep-small clean-cache
+.PHONY: setup run vanilla test bench grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,28 @@ vanilla: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Sweeps write to multirun/<name>; run the same target again to resume (finished trials are skipped).
+STILTS  := $(PY) -m stilts_lab -m
+grid-small: setup      ## 2 seeds x 2 lr x 2 warmup, vanilla and real-fake, RTE 500-example subset (CPU, ~1 h)
+	$(STILTS) +experiment=small_grid intermediate=none,realfake hydra.sweep.dir=multirun/grid_small
+	$(PY) -m stilts_lab.report multirun/grid_small
+
+grid-paper: setup      ## the paper's 36-trial grid per arm (GPU: add trainer=gpu model=roberta_large)
+	$(STILTS) +experiment=paper_grid target=rte intermediate=none,realfake,hellaswag_p hydra.sweep.dir=multirun/grid_paper_rte $(ARGS)
+	$(PY) -m stilts_lab.report multirun/grid_paper_rte
+
+ablation-intermediate-size: setup
+	$(STILTS) +experiment=ablation_intermediate_size hydra.sweep.dir=multirun/ablation_intermediate_size $(ARGS)
+	$(PY) -m stilts_lab.report multirun/ablation_intermediate_size --factor intermediate.train_size
+
+ablation-intermediate-steps: setup
+	$(STILTS) +experiment=ablation_intermediate_steps hydra.sweep.dir=multirun/ablation_intermediate_steps $(ARGS)
+	$(PY) -m stilts_lab.report multirun/ablation_intermediate_steps --factor intermediate.max_steps
+
+ablation-target-size: setup
+	$(STILTS) +experiment=ablation_target_size hydra.sweep.dir=multirun/ablation_target_size $(ARGS)
+	$(PY) -m stilts_lab.report multirun/ablation_target_size --factor target.train_size
 
 bench: setup
 	$(PY) bench/builder_throughput.py
