@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ from omegaconf import OmegaConf
 from stilts_lab.data.readers import read_text_paragraphs
 from stilts_lab.errors import ConfigError, DataError
 from stilts_lab.synth import generator as generator_module
-from stilts_lab.synth.realfake import (EXAMPLES_FILE, PROVENANCE_FILE, build_from_config, build_realfake,
-                                       candidate_sentences, clean_text, ending_tokens, split_sentence)
+from stilts_lab.synth.realfake import (EXAMPLES_FILE, PROVENANCE_FILE, NucleusSampling, build_from_config,
+                                       build_realfake, candidate_sentences, clean_text, ending_tokens,
+                                       split_sentence)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("STILTS_DATA_DIR", "/work/shared/data"))
@@ -34,9 +36,22 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synth-cache")
 
 
+@contextmanager
+def one_thread():
+    """Test machines are shared: with two threads per op on two busy cores, every op waits for a
+    descheduled thread (measured 5-10x slower). These tests check content, not speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def build(cache_dir: Path, seed: int = 7, num_examples: int = 6) -> Path:
-    return build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=num_examples, num_fakes=3,
-                          seed=seed, cache_dir=cache_dir)
+    with one_thread():
+        return build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=num_examples, num_fakes=3,
+                              seed=seed, cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +74,22 @@ def test_split_sentence_follows_the_paper():
     assert split_sentence(" ".join(words), 30, 20) == (" ".join(words[:15]), " ".join(words[15:29]))
     assert split_sentence(" ".join(words[:21]), 30, 20) == (" ".join(words[:10]), " ".join(words[10:20]))
     assert split_sentence(" ".join(words[:19]), 30, 20) is None
+
+
+@pytest.mark.parametrize("top_p,top_k,temperature", [(0.9, 0, 1.0), (0.5, 0, 0.7), (0.9, 40, 1.0), (1.0, 40, 1.3)])
+def test_nucleus_sampling_keeps_the_tokens_transformers_keeps(top_p, top_k, temperature):
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+    generator = torch.Generator().manual_seed(0)
+    # Rows from peaked to flat, so that some nuclei reach past the 64 candidates (the full-sort path).
+    scores = torch.randn(32, 5000, generator=generator) * torch.linspace(0.1, 6, 32)[:, None]
+    scores[:, 7] = float("-inf")  # as min_new_tokens does to EOS
+    expected = TemperatureLogitsWarper(temperature)(None, scores)
+    expected = TopKLogitsWarper(top_k)(None, expected) if top_k else expected
+    expected = TopPLogitsWarper(top_p)(None, expected) if top_p < 1 else expected
+    actual = NucleusSampling(top_p, top_k, temperature, candidates=64)(None, scores)
+    assert torch.equal(actual.isinf(), expected.isinf())
+    assert torch.equal(actual[~actual.isinf()], expected[~expected.isinf()])
 
 
 @needs_data
