@@ -58,7 +58,7 @@ def test_unknown_model_is_a_hydra_error(tmp_path, data_dir):
 def test_malformed_row_names_file_and_line(tmp_path, data_dir):
     root = fake_rte_root(tmp_path, data_dir, lambda lines: lines[:5] + ["17\tonly two fields\n"] + lines[5:])
     cfg = compose_config(["target.train_size=8"], data_dir=root)
-    with pytest.raises(DataError, match=r"rte/train.tsv:7: expected 4 tab-separated fields"):
+    with pytest.raises(DataError, match=r"rte/train.tsv:6: expected 4 tab-separated fields"):
         load_task(cfg.target, data_dir=str(root), split_seed=0)
 
 
