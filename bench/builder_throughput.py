@@ -25,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--fakes", type=int, default=3, help="sequences sampled per prompt")
-    parser.add_argument("--batch-size", type=int, default=None, help="prompts per call (default: the generator config's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="prompts per generate() call (default: the generator config's)")
     parser.add_argument("--generator", type=Path, default=REPO / "conf/generator/smollm2_135m.yaml")
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("STILTS_DATA_DIR", "/work/shared/data"))
     parser.add_argument("--cache-dir", type=Path, default=os.environ.get("STILTS_CACHE_DIR", REPO / ".cache"))

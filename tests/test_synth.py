@@ -157,6 +157,43 @@ def test_cache_hit_does_not_load_the_generator(built, cache_dir, monkeypatch):
     assert build(cache_dir) == built
 
 
+@pytest.mark.slow
+@needs_data
+def test_a_sentence_the_generator_keeps_reciting_is_replaced(tokenizer, tmp_path, monkeypatch):
+    from stilts_lab.synth import realfake
+
+    endings = {s.prompt: s.ending for s in candidate_sentences([WIKI], 30, 20)}
+    stubborn = []
+
+    def sample_endings(model, tokenizer, prompts, budgets, *, num_fakes, **_):
+        stubborn[:] = stubborn or prompts[:1]  # the first prompt always gets its real ending back
+        return [[endings[p] if p in stubborn else f"fake number {j}" for j in range(num_fakes)] for p in prompts]
+
+    monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: (None, tokenizer))
+    monkeypatch.setattr(realfake, "sample_endings", sample_endings)
+    path = build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
+    counts = json.loads((path / PROVENANCE_FILE).read_text(encoding="utf-8"))["counts"]
+    assert counts["replaced_sentences"] == 1 and counts["rejected_fakes"] == 3 * realfake.MAX_ATTEMPTS
+    rows = read_rows(path)
+    assert len(rows) == 4 and stubborn[0] not in {row["prompt"] for row in rows}
+    assert all(sum(e == row["endings"][row["label"]] for e in row["endings"]) == 1 for row in rows)
+
+
+@pytest.mark.slow
+@needs_data
+def test_a_failed_build_leaves_nothing_that_looks_built(tokenizer, tmp_path, monkeypatch):
+    from stilts_lab.synth import realfake
+
+    def sample_endings(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-generation
+
+    monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: (None, tokenizer))
+    monkeypatch.setattr(realfake, "sample_endings", sample_endings)
+    with pytest.raises(KeyboardInterrupt):
+        build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
+    assert [p.name for p in (tmp_path / "realfake").iterdir() if not p.name.endswith(".lock")] == []
+
+
 def compose_realfake(overrides: list[str]):
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         return compose("config", overrides=["intermediate=realfake", *overrides])

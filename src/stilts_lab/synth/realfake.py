@@ -176,8 +176,6 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
                    cache_dir: Path, words_max: int = 30, words_min: int = 20, device: str = "cpu") -> Path:
     """Build (or find in the cache) the real-fake set; returns its folder holding examples.jsonl
     (prompt, endings, label, source per line) and provenance.json."""
-    import torch
-
     sources = [Path(s) for s in sources]
     for path in sources:
         if not path.is_file():
@@ -187,7 +185,7 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
             "seed": seed, "num_examples": num_examples, "num_fakes": num_fakes, "words_max": words_max,
             "words_min": words_min, "sources": [_sha256(p) for p in sources],
             # Samples differ across devices (kernels, RNG), so a device builds its own copy.
-            "device": torch.device(device).type}
+            "device": str(device).split(":")[0]}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     final = Path(cache_dir) / "realfake" / key
     if (final / EXAMPLES_FILE).is_file() and (final / PROVENANCE_FILE).is_file():
@@ -199,60 +197,68 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
     return final
 
 
+def _sample_fakes(model, tokenizer, chosen: list[Sentence], spares, *, num_fakes: int, gen_cfg: Mapping,
+                  seed: int) -> tuple[list[Sentence], list[list[str]], dict]:
+    """`num_fakes` usable fakes for each chosen sentence. Unusable samples are redrawn in later rounds;
+    a sentence the generator keeps failing on (e.g. one it recites) is swapped for the next spare."""
+    from tqdm.auto import tqdm
+
+    n, k = len(chosen), num_fakes
+    budgets = [ending_tokens(tokenizer, s.ending) for s in chosen]
+    fakes: list[list[str]] = [[] for _ in range(n)]
+    attempts = [0] * n
+    # rejected_fakes: samples discarded as unusable (and drawn again); replaced_sentences: spares used.
+    counts = {"generated_sequences": 0, "rejected_fakes": 0, "replaced_sentences": 0}
+    round_ = 0
+    with tqdm(total=n, desc="real-fake endings", unit="example") as bar:
+        while todo := [i for i in range(n) if len(fakes[i]) < k]:
+            # Retry rounds resample whole prompts: rejects are rare, so simplicity beats saved compute.
+            samples = sample_endings(model, tokenizer, [chosen[i].prompt for i in todo], [budgets[i] for i in todo],
+                                     num_fakes=k, gen_cfg=gen_cfg, seed=derive_seed(seed, "round", round_),
+                                     batch_size=int(gen_cfg["batch_size"]), progress=bar if round_ == 0 else None)
+            counts["generated_sequences"] += k * len(todo)
+            round_ += 1
+            for i, new in zip(todo, samples):
+                usable = [f for f in new if _usable(f, chosen[i].ending, budgets[i], tokenizer)]
+                counts["rejected_fakes"] += len(new) - len(usable)
+                fakes[i] += usable[:k - len(fakes[i])]
+                attempts[i] += 1
+                if len(fakes[i]) < k and attempts[i] >= MAX_ATTEMPTS:
+                    counts["replaced_sentences"] += 1
+                    chosen[i] = next(spares, None)
+                    # Failing on many sentences means broken sampling settings: stop rather than loop on.
+                    if chosen[i] is None or counts["replaced_sentences"] > MAX_ATTEMPTS + n // 10:
+                        raise ConfigError(f"generator {gen_cfg['name']}: after {MAX_ATTEMPTS} tries each, no usable "
+                                          f"fakes (non-empty, not the real ending) for "
+                                          f"{counts['replaced_sentences']} sentences; check generator.top_p and "
+                                          "generator.temperature")
+                    budgets[i], fakes[i], attempts[i] = ending_tokens(tokenizer, chosen[i].ending), [], 0
+    return chosen, fakes, counts
+
+
 def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache_dir: Path, device: str) -> None:
     import torch
     import transformers
-    from tqdm.auto import tqdm
 
     from stilts_lab.synth.generator import load_generator
 
     started = time.perf_counter()
     seed, n, k = spec["seed"], spec["num_examples"], spec["num_fakes"]
+    if k < 1:
+        raise ConfigError(f"intermediate.num_fakes must be at least 1, got {k}")
     candidates = candidate_sentences(sources, spec["words_max"], spec["words_min"])
     if len(candidates) < n:
         raise DataError(f"real-fake needs {n} sentences of {spec['words_min']}+ words, found "
                         f"{len(candidates)} in {', '.join(map(str, sources))}")
-    if k < 1:
-        raise ConfigError(f"intermediate.num_fakes must be at least 1, got {k}")
     rng = random.Random(seed)
     rng.shuffle(candidates)
-    chosen, spares = candidates[:n], iter(candidates[n:])
     labels = [rng.randrange(k + 1) for _ in range(n)]
 
     model, tokenizer = load_generator(gen_cfg, cache_dir, device)
-    load_seconds = time.perf_counter() - started
-    budgets = [ending_tokens(tokenizer, s.ending) for s in chosen]
-    fakes: list[list[str]] = [[] for _ in range(n)]
-    attempts = [0] * n
-    generated = rejected = replaced = 0
-    bar = tqdm(total=n, desc="real-fake endings", unit="example")
-    for round_ in range(n * MAX_ATTEMPTS + MAX_ATTEMPTS):  # bound: every round fills or ages a slot
-        todo = [i for i in range(n) if len(fakes[i]) < k]
-        if not todo:
-            break
-        # Retry rounds resample whole prompts: rejects are rare, so simplicity beats saved compute.
-        samples = sample_endings(model, tokenizer, [chosen[i].prompt for i in todo], [budgets[i] for i in todo],
-                                 num_fakes=k, gen_cfg=gen_cfg, seed=derive_seed(seed, "round", round_),
-                                 batch_size=int(gen_cfg["batch_size"]), progress=bar if round_ == 0 else None)
-        generated += k * len(todo)
-        for i, new in zip(todo, samples):
-            for fake in new:
-                if len(fakes[i]) == k:
-                    break
-                if _usable(fake, chosen[i].ending, budgets[i], tokenizer):
-                    fakes[i].append(fake)
-                else:
-                    rejected += 1
-            attempts[i] += 1
-            if len(fakes[i]) < k and attempts[i] >= MAX_ATTEMPTS:
-                # The generator keeps failing on this sentence (e.g. it recites it): use a spare one.
-                chosen[i] = next(spares, None)
-                if chosen[i] is None:
-                    raise DataError(f"real-fake: ran out of spare sentences in {', '.join(map(str, sources))}")
-                budgets[i], fakes[i], attempts[i] = ending_tokens(tokenizer, chosen[i].ending), [], 0
-                replaced += 1
-    bar.close()
-    generate_seconds = time.perf_counter() - started - load_seconds
+    setup_seconds = time.perf_counter() - started  # reading sources + loading the generator
+    chosen, fakes, counts = _sample_fakes(model, tokenizer, candidates[:n], iter(candidates[n:]),
+                                          num_fakes=k, gen_cfg=gen_cfg, seed=seed)
+    generate_seconds = time.perf_counter() - started - setup_seconds
 
     rows = []
     for sentence, label, endings in zip(chosen, labels, fakes):
@@ -262,10 +268,9 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
         "key": final.name, **spec,
         "generator": {**spec["generator"], "embedded_package": gen_cfg.get("embedded_package")},
         "source_files": [{"file": str(p), "sha256": h} for p, h in zip(sources, spec["sources"])],
-        "counts": {"candidate_sentences": len(candidates), "examples": len(rows), "generated_sequences": generated,
-                   "resampled_fakes": rejected, "replaced_sentences": replaced},
-        "seconds": round(time.perf_counter() - started, 2), "load_seconds": round(load_seconds, 2),
-        "sequences_per_second": round(generated / max(generate_seconds, 1e-9), 2),
+        "counts": {"candidate_sentences": len(candidates), "examples": len(rows), **counts},
+        "seconds": round(time.perf_counter() - started, 2), "setup_seconds": round(setup_seconds, 2),
+        "sequences_per_second": round(counts["generated_sequences"] / max(generate_seconds, 1e-9), 2),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
     }
@@ -290,8 +295,8 @@ def build_from_config(cfg) -> Path:
         raise DataError("paths.data_dir is not set: set STILTS_DATA_DIR (or paths.data_dir) to a folder "
                         "holding the squad/ and wikitext2/ files")
     task = cfg.intermediate
-    if task.get("name") != "realfake":
-        raise ConfigError(f"intermediate={task.get('name')}: the builder makes the realfake task; "
+    if task.get("format") != "realfake":
+        raise ConfigError(f"intermediate={task.get('name')} is not a real-fake task (format: realfake); "
                           "select intermediate=realfake")
     if task.train_size is None:
         raise ConfigError("intermediate.train_size is null: set it to the number of real-fake training "
