@@ -30,7 +30,7 @@ test: setup
 
 # Sweeps write to multirun/<name>; run the same target again to resume (finished trials are skipped).
 STILTS  := $(PY) -m stilts_lab -m
-grid-small: setup      ## 2 seeds x 2 lr x 2 warmup, vanilla and real-fake, RTE 500-example subset (CPU, ~1 h)
+grid-small: setup      ## 2 seeds x 2 lr x 2 warmup, vanilla and real-fake, RTE 400-example subset (CPU, ~30 min)
 	$(STILTS) +experiment=small_grid intermediate=none,realfake hydra.sweep.dir=multirun/grid_small
 	$(PY) -m stilts_lab.report multirun/grid_small
 
