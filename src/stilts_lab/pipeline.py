@@ -19,7 +19,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from stilts_lab.checks import check_config, config_hash, stable_hash
-from stilts_lab.data.tasks import file_sha256
+from stilts_lab.data.readers import file_sha256
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained
 from stilts_lab.resume import finished_trial, sweep_root
 from stilts_lab.results import METRICS_FILE, write_json_atomic

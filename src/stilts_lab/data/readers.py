@@ -3,6 +3,7 @@ so that later validation errors can name the file and line."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,15 @@ def _require(path: Path) -> Path:
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a source file, for cache keys and provenance."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_glue_tsv(path: Path, columns: Sequence[str] | None = None) -> list[dict]:

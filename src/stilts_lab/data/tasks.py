@@ -7,7 +7,6 @@ Canonical examples (what tokenization sees):
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from stilts_lab.data import readers
-from stilts_lab.data.readers import FILE_KEY, LINE_KEY
+from stilts_lab.data.readers import FILE_KEY, LINE_KEY, file_sha256
 from stilts_lab.data.transforms import apply_transforms
 from stilts_lab.errors import ConfigError, DataError
 
@@ -55,14 +54,6 @@ def check_task(task: Mapping, role: str) -> None:
         raise ConfigError(f"{role}.format of task '{name}' is {fmt!r}; known: {sorted(FORMATS) + ['realfake']}")
     if not task.get("metrics"):
         raise ConfigError(f"{role}.metrics of task '{name}' is empty")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_file: Path | None = None) -> TaskData:

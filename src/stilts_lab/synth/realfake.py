@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 from filelock import FileLock
 
-from stilts_lab.data.readers import read_squad_paragraphs, read_text_paragraphs
+from stilts_lab.data.readers import file_sha256, read_squad_paragraphs, read_text_paragraphs
 from stilts_lab.errors import ConfigError, DataError
 
 # Bump when a change to this file changes what a given config builds: old caches stop matching.
@@ -154,14 +154,6 @@ def _usable(fake: str, real: str, budget: int, tokenizer) -> bool:
     return bool(fake) and fake != real and "\ufffd" not in fake and ending_tokens(tokenizer, fake) <= budget
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _generator_identity(gen_cfg: Mapping) -> dict:
     from stilts_lab.synth.generator import find_gguf
 
@@ -183,7 +175,7 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
     sampling = {k: gen_cfg[k] for k in ("top_p", "top_k", "temperature", "batch_size")}
     spec = {"recipe_version": RECIPE_VERSION, "generator": _generator_identity(gen_cfg), "sampling": sampling,
             "seed": seed, "num_examples": num_examples, "num_fakes": num_fakes, "words_max": words_max,
-            "words_min": words_min, "sources": [_sha256(p) for p in sources],
+            "words_min": words_min, "sources": [file_sha256(p) for p in sources],
             # Samples differ across devices (kernels, RNG), so a device builds its own copy.
             "device": str(device).split(":")[0]}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
