@@ -24,11 +24,12 @@ from stilts_lab.synth.realfake import (EXAMPLES_FILE, PROVENANCE_FILE, NucleusSa
                                        split_sentence)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("STILTS_DATA_DIR", "/work/shared/data"))
+from tests.conftest import DATA_DIR  # noqa: E402  (one data root for the whole suite)
 WIKI = DATA_DIR / "wikitext2/wiki.test.raw"
 SQUAD = DATA_DIR / "squad/train-v1.1.first44articles.json"
 GEN_CFG = OmegaConf.to_container(OmegaConf.load(REPO / "conf/generator/smollm2_135m.yaml"))
-needs_data = pytest.mark.skipif(not WIKI.is_file(), reason=f"{WIKI} not found (set STILTS_DATA_DIR)")
+# The data_dir fixture fails (never skips) when the data root is missing.
+needs_data = pytest.mark.usefixtures("data_dir")
 
 
 @pytest.fixture(scope="session")
