@@ -72,13 +72,13 @@ def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_
     eval_path = _local_path(task, data_dir, files.get("eval"), "eval")
     if train_path is None or not train_path.is_file():
         rows = _read(task, eval_path, "eval", data_dir)
-        return _carve(task, rows, split_seed, origin=str(eval_path), parts=[file_sha256(eval_path)],
+        return _carve(task, rows, split_seed, origin=str(eval_path), parts=_source_hashes(task, eval_path, "eval", data_dir),
                       eval_size=None, log_it=True)
     train = _read(task, train_path, "train", data_dir)
     dev = _read(task, eval_path, "eval", data_dir)
     return TaskData(
-        train=Split(_canonical(task, train), str(train_path), [file_sha256(train_path)]),
-        eval=Split(_canonical(task, dev), str(eval_path), [file_sha256(eval_path)]),
+        train=Split(_canonical(task, train), str(train_path), _source_hashes(task, train_path, "train", data_dir)),
+        eval=Split(_canonical(task, dev), str(eval_path), _source_hashes(task, eval_path, "eval", data_dir)),
         carved=False)
 
 
@@ -97,6 +97,18 @@ def _local_path(task: Mapping, data_dir: str, rel: str | None, which: str) -> Pa
     if path is None or not path.is_file():
         raise DataError(_missing_message(task, path, which))
     return path
+
+
+def _source_hashes(task: Mapping, path: Path, split: str, data_dir: str) -> list[str]:
+    """The data file's hash plus those of files its transforms read (SocialIQA's label file), so an
+    edited label file never meets a stale tokenization cache."""
+    hashes = [file_sha256(path)]
+    for spec in task.get("transforms") or []:
+        for value in (spec.values() if isinstance(spec, Mapping) else []):
+            value = value.get(split) if isinstance(value, Mapping) else value
+            if isinstance(value, str) and (Path(data_dir) / value).is_file():
+                hashes.append(file_sha256(Path(data_dir) / value))
+    return hashes
 
 
 def _read(task: Mapping, path: Path, split: str, data_dir: str) -> list[dict]:
