@@ -171,26 +171,23 @@ def test_choices_are_shuffled_under_the_seed(name, data_dir):
     assert len(positions) == MULTIPLE_CHOICE[name] and max(positions.values()) < 0.7 * len(shuffled)
 
 
+def copy_with_bad_row(data_dir, root, task_dir, bad_file, other_file, index, field, value):
+    """A data root holding `task_dir` as in `data_dir`, but with one field of one row of `bad_file` changed."""
+    rows = (data_dir / task_dir / bad_file).read_text().splitlines()
+    rows[index] = json.dumps(json.loads(rows[index]) | {field: value})
+    (root / task_dir).mkdir()
+    (root / task_dir / bad_file).write_text("\n".join(rows) + "\n")
+    (root / task_dir / other_file).write_text((data_dir / task_dir / other_file).read_text())
+
+
 def test_unknown_label_names_file_and_line(tmp_path, data_dir):
-    rows = (data_dir / "cb" / "val.jsonl").read_text().splitlines()
-    bad = json.loads(rows[2])
-    bad["label"] = "maybe"
-    rows[2] = json.dumps(bad)
-    (tmp_path / "cb").mkdir()
-    (tmp_path / "cb" / "val.jsonl").write_text("\n".join(rows) + "\n")
-    (tmp_path / "cb" / "train.jsonl").write_text((data_dir / "cb" / "train.jsonl").read_text())
+    copy_with_bad_row(data_dir, tmp_path, "cb", "val.jsonl", "train.jsonl", 2, "label", "maybe")
     with pytest.raises(DataError, match=r"cb/val\.jsonl:3: unknown label 'maybe'"):
         load("cb", tmp_path)
 
 
 def test_unknown_choice_code_names_file_and_line(tmp_path, data_dir):
-    rows = (data_dir / "copa" / "train.jsonl").read_text().splitlines()
-    bad = json.loads(rows[4])
-    bad["question"] = "reason"
-    rows[4] = json.dumps(bad)
-    (tmp_path / "copa").mkdir()
-    (tmp_path / "copa" / "train.jsonl").write_text("\n".join(rows) + "\n")
-    (tmp_path / "copa" / "val.jsonl").write_text((data_dir / "copa" / "val.jsonl").read_text())
+    copy_with_bad_row(data_dir, tmp_path, "copa", "train.jsonl", "val.jsonl", 4, "question", "reason")
     with pytest.raises(DataError, match=r"copa/train\.jsonl:5: question='reason'"):
         load("copa", tmp_path)
 
