@@ -51,7 +51,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| `{m['target']}` | {kind} | {m['split']['train_examples']} | {m['split']['eval_examples']} | "
             f"{m['hparams']['max_epochs']} | {m['fit_seconds']:.0f} | {main} | {m['last_dev_metric']:.3f} | "
-            f"{m['majority_baseline']:.3f} ({baseline}) | {others or '-'} | "
+            f"{m['trivial_baseline']:.3f} ({baseline}) | {others or '-'} | "
             f"{'carved from dev' if m['split']['carved'] else 'official'} |")
     return "\n".join(lines)
 
@@ -75,7 +75,7 @@ def main() -> None:
     rows = []
     for task in args.tasks:
         m = run_task(task, args)
-        print(f"{task}: {m['metric_name']} {m['last_dev_metric']:.3f} (baseline {m['majority_baseline']:.3f}), "
+        print(f"{task}: {m['metric_name']} {m['last_dev_metric']:.3f} (baseline {m['trivial_baseline']:.3f}), "
               f"{m['fit_seconds']:.0f} s", file=sys.stderr, flush=True)
         rows.append(m)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from tests.conftest import TINY, compose_config
 REALFAKE_TINY = ["intermediate=realfake", "intermediate.train_size=24", "intermediate.eval_size=8",
                  "intermediate.max_epochs=1", "intermediate.batch_size=8"]
 REQUIRED = {"config_hash", "model", "intermediate", "target", "seed", "hparams", "metric_name",
-            "dev_metric_per_epoch", "best_dev_metric", "last_dev_metric", "majority_baseline", "train_seconds",
+            "dev_metric_per_epoch", "best_dev_metric", "last_dev_metric", "trivial_baseline", "train_seconds",
             "examples_per_second", "intermediate_checkpoint", "status", "versions", "config"}
 
 

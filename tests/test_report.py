@@ -39,7 +39,7 @@ def write_trial(path: Path, intermediate: str, seed: int, lr: float, best: float
         "model": "minilm_l6", "intermediate": intermediate, "target": "rte", "seed": seed,
         "hparams": hparams, "metric_name": "accuracy",
         "dev_metric_per_epoch": [] if best is None else [best],
-        "best_dev_metric": best, "last_dev_metric": best, "majority_baseline": BASELINE,
+        "best_dev_metric": best, "last_dev_metric": best, "trivial_baseline": BASELINE,
         "train_seconds": 1.0, "examples_per_second": 100.0, "status": status,
         "error": "CUDA out of memory" if status == "failed" else None, "config": config}
     write_json_atomic(path / "metrics.json", metrics)
@@ -67,7 +67,7 @@ def test_results_csv_one_row_per_trial(sweeps, tmp_path):
     df = pd.read_csv(tmp_path / "out" / "results.csv")
     assert len(df) == 9  # 4 vanilla + 4 realfake + 1 failed; the stale re-run dropped
     for column in ["config_hash", "model", "intermediate", "target", "seed", "best_dev_metric",
-                   "last_dev_metric", "metric_name", "majority_baseline", "status",
+                   "last_dev_metric", "metric_name", "trivial_baseline", "status",
                    "train_seconds", "examples_per_second", "path", "config.optim.lr",
                    "config.data.batch_size", "config.intermediate.name", "config.target.train_size"]:
         assert column in df.columns, column

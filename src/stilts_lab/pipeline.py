@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stilts_lab.checks import check_config, config_hash, stable_hash
 from stilts_lab.data.readers import file_sha256
-from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained
+from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
 from stilts_lab.resume import finished_trial, sweep_root
 from stilts_lab.results import METRICS_FILE, write_json_atomic
 from stilts_lab.stage import StageSettings, train_stage
@@ -109,7 +109,7 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         write_json_atomic(tmp / COMPLETE_FILE, {
             "key": key, "task": name, "dev_metric_per_epoch": [h[result.module.main_metric] for h in result.module.dev_history],
             "metric_name": result.module.main_metric, "best_dev_metric": result.module.best_dev,
-            "chance_baseline": result.baseline, "diverged": result.module.diverged,
+            "trivial_baseline": result.baseline, "diverged": result.module.diverged,
             "train_examples": len(result.data.train_set), "eval_examples": len(result.data.eval_set),
             "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None})
         shutil.rmtree(final, ignore_errors=True)
@@ -130,7 +130,7 @@ def run(cfg: DictConfig) -> dict:
                     "train_size": cfg.target.train_size, "eval_size": cfg.target.eval_size,
                     "max_length": cfg.target.get("max_length")},
         "metric_name": None, "dev_metric_per_epoch": [], "dev_metrics_per_epoch": [],
-        "best_dev_metric": None, "last_dev_metric": None, "majority_baseline": None,
+        "best_dev_metric": None, "last_dev_metric": None, "trivial_baseline": None,
         "train_seconds": None, "examples_per_second": None, "intermediate_checkpoint": None,
         "split": None, "status": "failed", "error": None,
         "config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
@@ -147,7 +147,7 @@ def run(cfg: DictConfig) -> dict:
     try:
         check_config(cfg)
         source = resolve_pretrained(cfg.model)
-        tokenizer = load_tokenizer(source)
+        tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
         encoder_source, random_init = source, bool(cfg.model.random_init)
         if cfg.intermediate.name != "none":
             key, path = intermediate_checkpoint(cfg, tokenizer, source)
@@ -171,7 +171,7 @@ def run(cfg: DictConfig) -> dict:
     metrics.update({
         "metric_name": m.main_metric, "dev_metric_per_epoch": per_epoch, "dev_metrics_per_epoch": m.dev_history,
         "best_dev_metric": max(per_epoch) if per_epoch else None, "last_dev_metric": per_epoch[-1] if per_epoch else None,
-        "majority_baseline": result.baseline, "train_seconds": round(m.train_seconds, 3),
+        "trivial_baseline": result.baseline, "train_seconds": round(m.train_seconds, 3),
         "fit_seconds": round(result.fit_seconds, 3),
         "examples_per_second": round(m.train_examples / m.train_seconds, 2) if m.train_seconds else None,
         "split": {"train": result.data.origins["train"], "eval": result.data.origins["eval"],

@@ -31,7 +31,7 @@ from stilts_lab.results import METRICS_FILE, read_metrics
 VANILLA = "none"
 # Top-level metrics.json fields copied into results.csv, in this order.
 TRIAL_FIELDS = ["config_hash", "model", "intermediate", "target", "seed", "best_dev_metric",
-                "last_dev_metric", "metric_name", "majority_baseline", "status", "train_seconds",
+                "last_dev_metric", "metric_name", "trivial_baseline", "status", "train_seconds",
                 "examples_per_second"]
 # Trials of two arms are paired when they share the seed and these target-stage hyperparameters.
 PAIR_HPARAMS = ["lr", "batch_size", "warmup_ratio", "max_epochs", "train_size"]
@@ -72,8 +72,8 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
     df = df[~rerun].drop(columns="_mtime").sort_values("path").reset_index(drop=True)
 
     df["scored"] = df[SCORE].notna() & (df["status"] != "failed")
-    at_or_below_baseline = df[SCORE].notna() & df["majority_baseline"].notna() & (
-        df[SCORE].astype(float) <= df["majority_baseline"].astype(float))
+    at_or_below_baseline = df[SCORE].notna() & df["trivial_baseline"].notna() & (
+        df[SCORE].astype(float) <= df["trivial_baseline"].astype(float))
     df["diverged"] = df["scored"] & ((df["status"] == "diverged") | at_or_below_baseline)
     df.attrs.update(duplicates_dropped=int(rerun.sum()), unreadable=unreadable)
     return df
@@ -233,7 +233,7 @@ def plot_violins(section: pd.DataFrame, path: Path, title: str) -> None:
     y, diverged = scored[SCORE].to_numpy(), scored["diverged"].to_numpy(bool)
     ax.scatter(x[~diverged], y[~diverged], s=22, color="0.15", alpha=0.8, lw=0, zorder=3)
     ax.scatter(x[diverged], y[diverged], s=60, color="crimson", marker="X", lw=0, zorder=4)
-    for baseline in sorted(set(section["majority_baseline"].dropna().astype(float))):
+    for baseline in sorted(set(section["trivial_baseline"].dropna().astype(float))):
         # Over the violins, under the trials: the line must stay visible across each violin.
         ax.axhline(baseline, ls="--", lw=1.2, color="0.35", zorder=2)
 
@@ -329,7 +329,7 @@ def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFra
     for model, target, section in _sections(df):
         key = (arms["model"] == model) & (arms["target"] == target)
         metric = ", ".join(sorted(set(section["metric_name"].dropna()))) or "n/a"
-        baselines = ", ".join(_num(b) for b in sorted(set(section["majority_baseline"].dropna())))
+        baselines = ", ".join(_num(b) for b in sorted(set(section["trivial_baseline"].dropna())))
         lines += ["", f"## {target} (model {model}): dev {metric}",
                   "", f"Majority-class baseline: {baselines or 'n/a'}.", ""]
         lines += _md_table(

@@ -13,9 +13,12 @@ Schema (all keys always present; values may be null where they do not apply):
   dev_metrics_per_epoch list[dict]   every dev metric after each epoch
   best_dev_metric    float
   last_dev_metric    float
-  majority_baseline  float  the main metric of always predicting the majority class (chance for
-                            multiple choice, 0 for mcc/correlations); a trial whose best dev metric is at
-                            or below it is "diverged"
+  trivial_baseline   float  the main metric of a constant prediction: the training set's majority
+                            class (its most frequent position for multiple choice; 0 for mcc and
+                            correlations); a trial whose best dev metric is at or below it is "diverged".
+                            Files written before the rename hold it as majority_baseline (or, in an
+                            intermediate stage's stage_metrics.json, chance_baseline): read_metrics
+                            maps those to trivial_baseline
   train_seconds      float  target stage only
   examples_per_second float target-stage training examples processed per second
   intermediate_checkpoint {key, path} or null
@@ -52,9 +55,19 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
+# Earlier names of trivial_baseline, still read so older sweeps resume and report.
+LEGACY_BASELINE_KEYS = ("majority_baseline", "chance_baseline")
+
+
 def read_metrics(path: Path) -> dict | None:
     """None for a missing or unreadable file: such a trial counts as not done."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+    if isinstance(metrics, dict) and "trivial_baseline" not in metrics:
+        for old in LEGACY_BASELINE_KEYS:
+            if old in metrics:
+                metrics["trivial_baseline"] = metrics.pop(old)
+                break
+    return metrics
