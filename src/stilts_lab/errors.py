@@ -11,3 +11,8 @@ class DataError(StiltsError):
 
 class ConfigError(StiltsError):
     """A config key has an impossible or unknown value; the message names the key."""
+
+
+class DivergedError(StiltsError):
+    """A stage's training went non-finite; the message names the stage, what was (not) kept, and
+    what to change. Trials that need a diverged intermediate checkpoint fail with it."""
