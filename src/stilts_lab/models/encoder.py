@@ -15,12 +15,14 @@ SHAPES = Path(__file__).resolve().parents[1] / "shapes"
 
 
 def shipped_shape(model_cfg: Mapping, key: str, subdir: str = "") -> str | None:
-    """A folder under stilts_lab/shapes named by model.shape / model.shape_tokenizer, used by random-init
-    runs so they need neither the Hub nor weights."""
+    """A folder under stilts_lab/shapes named by model.shape / model.shape_tokenizer (or a local folder
+    given by its absolute path), used by random-init runs so they need neither the Hub nor weights."""
     name = model_cfg.get(key)
     if not model_cfg.get("random_init") or not name:
         return None
-    path = SHAPES / subdir / str(name)
+    path = Path(str(name)).expanduser()
+    if not path.is_absolute():
+        path = SHAPES / subdir / str(name)
     if not path.is_dir():
         shipped = sorted(p.name for p in (SHAPES / subdir).iterdir() if p.is_dir() and p.name != "tokenizers")
         raise ConfigError(f"model.{key}={name}: no such shape in {SHAPES / subdir} (shipped: {', '.join(shipped)})")

@@ -1,0 +1,167 @@
+"""The GPU trainer's settings, composed and trained on the CPU: CI has no GPU, so this is what guards
+trainer=gpu. bf16-mixed, clipping at 1.0 and fused AdamW together once failed on the first step
+("AdamW does not allow for gradient clipping because it performs unscaling of gradients internally")."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from stilts_lab.models.encoder import SHAPES, load_tokenizer, resolve_pretrained, resolve_tokenizer
+from stilts_lab.models.optim import StepGuard, adamw
+from stilts_lab.pipeline import run
+from stilts_lab.results import METRICS_FILE
+from tests.conftest import compose_config
+
+GPU_ON_CPU = ["trainer=gpu", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+TINY_RTE = ["target=rte", "target.train_size=32", "target.eval_size=16", "trainer.max_epochs=1",
+            "data.batch_size=8"]
+
+
+def _gpu_cfg(tmp_path, data_dir, cache_dir, extra=()):
+    return compose_config(GPU_ON_CPU + TINY_RTE + list(extra), data_dir=data_dir, cache_dir=cache_dir,
+                          output_dir=tmp_path)
+
+
+def test_gpu_trainer_composes_the_paper_settings(tmp_path, data_dir, cache_dir):
+    cfg = _gpu_cfg(tmp_path, data_dir, cache_dir)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gradient_clip_val == 1.0
+    assert cfg.trainer.fused is None  # auto: fused wherever torch has the kernel, the CPU included
+
+
+@pytest.mark.slow
+def test_gpu_settings_train_on_cpu_with_clipping_and_fused_adamw(tmp_path, data_dir, cache_dir, monkeypatch):
+    """bf16-mixed + clip 1.0 + fused AdamW, as the GPU path builds them, train a few real steps."""
+    import stilts_lab.models.optim as optim
+    seen = {}
+    real_before = StepGuard.before_step
+
+    def spy(self, optimizer, params):
+        norm = real_before(self, optimizer, params)
+        grads = [p.grad for p in params if p.grad is not None]
+        seen.setdefault("fused", optimizer.defaults["fused"])
+        seen.setdefault("norms", []).append((float(norm), float(torch.nn.utils.get_total_norm(grads))))
+        return norm
+
+    monkeypatch.setattr(optim.StepGuard, "before_step", spy)
+    metrics = run(_gpu_cfg(tmp_path, data_dir, cache_dir))
+    assert metrics["error"] is None and metrics["status"] in ("ok", "diverged")  # learning: tests/test_learning.py
+    assert seen["fused"] is True
+    assert len(seen["norms"]) == 4  # 32 examples / batch 8, every step went through the guard
+    for before, after in seen["norms"]:
+        assert after <= 1.0 + 1e-3 and after == pytest.approx(min(before, 1.0), rel=1e-3)
+    m = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert m["device"]["precision"] == "bf16-mixed" and m["device"]["accelerator"] == "cpu"
+    assert m["examples_per_second"] > 0 and len(m["train_seconds_per_epoch"]) == 1
+    assert m["examples_per_second"] == pytest.approx(32 / m["train_seconds_per_epoch"][0], rel=0.01)
+
+
+@pytest.mark.slow
+def test_nonfinite_loss_takes_no_step_and_stops(tmp_path, data_dir, cache_dir, monkeypatch):
+    """A poisoned encoder gives a NaN loss on the first step: no weight may change, the stage stops."""
+    import stilts_lab.stage as stage
+    snapshot = {}
+    real_load = stage.load_head_model
+
+    def poisoned(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        with torch.no_grad():
+            model.base_model.embeddings.LayerNorm.weight[0] = float("nan")  # every token passes through it
+        snapshot.update({n: p.detach().clone() for n, p in model.named_parameters()})
+        return model
+
+    monkeypatch.setattr(stage, "load_head_model", poisoned)
+    cfg = _gpu_cfg(tmp_path, data_dir, cache_dir, ["target.train_size=96", "trainer.log_every_n_steps=3"])
+    captured = {}
+    real_train = stage.train_stage
+
+    def keep(**kw):
+        captured["result"] = real_train(**kw)
+        return captured["result"]
+
+    import stilts_lab.pipeline as pipeline
+    monkeypatch.setattr(pipeline, "train_stage", keep)
+    try:
+        run(cfg)
+    except Exception:
+        pass  # the pipeline may refuse a diverged stage; what matters is what the stage did
+    module = captured["result"].module
+    assert module.diverged
+    for name, p in module.model.named_parameters():
+        assert torch.equal(p.detach().nan_to_num(), snapshot[name].nan_to_num()), f"{name} changed after a NaN loss"
+    # stopped at the first guard check (step 3 of 12), not at the end of the epoch
+    assert module.train_examples == 3 * 8
+
+
+def test_guard_skips_the_fused_step_and_stays_tripped():
+    layer = torch.nn.Linear(4, 2)
+    opt = adamw(layer, lr=0.1, weight_decay=0.01, fused=True)
+    guard = StepGuard(max_norm=1.0)
+    params = list(layer.parameters())
+
+    def step(grad_value):
+        for p in params:
+            p.grad = torch.full_like(p, grad_value)
+        guard.before_step(opt, params)
+        opt.step()
+
+    step(5.0)  # finite: a real, clipped step
+    after_first = [p.detach().clone() for p in params]
+    assert not guard.tripped()
+    step(float("nan"))
+    step(1.0)  # finite again, but the trial already went non-finite: still no update
+    assert guard.tripped()
+    assert all(torch.equal(a, p) for a, p in zip(after_first, params))
+    assert all(int(opt.state[p]["step"]) == 1 for p in params)
+
+
+def test_guard_without_fused_kernel_also_skips():
+    layer = torch.nn.Linear(4, 2)
+    opt = adamw(layer, lr=0.1, weight_decay=0.01, fused=False)
+    guard = StepGuard(max_norm=None)
+    params = list(layer.parameters())
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.full_like(p, float("inf"))
+    guard.before_step(opt, params)
+    opt.step()
+    assert guard.tripped() and all(torch.equal(a, p) for a, p in zip(before, params))
+
+
+def test_fp16_with_clipping_is_refused(tmp_path, data_dir, cache_dir):
+    from stilts_lab.errors import ConfigError
+    from stilts_lab.stage import clip_value
+    with pytest.raises(ConfigError, match="trainer.precision=16-mixed"):
+        clip_value({"precision": "16-mixed", "gradient_clip_val": 1.0})
+    assert clip_value({"precision": "bf16-mixed", "gradient_clip_val": 1.0}) == 1.0
+
+
+@pytest.mark.parametrize("model,hidden,layers,params_m", [("roberta_large", 1024, 24, 355), ("roberta_base", 768, 12, 124),
+                                                          ("minilm_l6", 384, 6, 22)])
+def test_random_init_shapes_need_no_hub(model, hidden, layers, params_m, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose_config([f"model={model}", "model.random_init=true"])
+    source = resolve_pretrained(cfg.model)
+    assert Path(source).parent == SHAPES
+    config = AutoConfig.from_pretrained(source)
+    assert (config.hidden_size, config.num_hidden_layers) == (hidden, layers)
+    with torch.device("meta"):  # the parameter count without allocating the weights
+        net = AutoModelForSequenceClassification.from_config(config)
+    assert round(sum(p.numel() for p in net.parameters()) / 1e6) == pytest.approx(params_m, abs=2)
+    tok = load_tokenizer(resolve_tokenizer(cfg.model))
+    ids = tok("A man is playing a guitar.", "Someone plays music.")["input_ids"]
+    assert max(ids) < config.vocab_size and ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+
+
+def test_roberta_shape_tokenizer_splits_like_gpt2_bpe():
+    tok = load_tokenizer(str(SHAPES / "tokenizers" / "roberta"))
+    pieces = tok.convert_ids_to_tokens(tok("The cat sat on the mat.")["input_ids"])
+    assert pieces == ["<s>", "The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "</s>"]
+
+
+def test_unknown_shape_names_the_key():
+    from stilts_lab.errors import ConfigError
+    cfg = compose_config(["model=roberta_large", "model.random_init=true", "model.shape=roberta-huge"])
+    with pytest.raises(ConfigError, match="model.shape=roberta-huge.*roberta-large"):
+        resolve_pretrained(cfg.model)
