@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import uuid
 
 import hydra
 from omegaconf import DictConfig
@@ -24,10 +26,14 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)["best_dev_metric"]
     except StiltsError as e:
-        # The user's input is wrong (and so for every trial of a sweep): one line, no traceback.
+        # The user's input is wrong: one line, no traceback. In a sweep it may concern only some
+        # trials (one real-fake size too large for the source text): those fail, the rest run, and
+        # the sweep exits non-zero at the end (sweep_status.SweepExitCode).
         log.error("error: %s", e)
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        if not _in_sweep():
+            sys.exit(1)
+        return None
     except Exception:
         if not _in_sweep():
             raise
@@ -38,4 +44,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    # A new id for this command, set before Hydra launches anything: sweep workers inherit it, so
+    # the trials of one command are told from an earlier one's (sweep_status, pipeline's DIVERGED_SUFFIX).
+    os.environ["STILTS_RUN_ID"] = uuid.uuid4().hex[:12]
     main()

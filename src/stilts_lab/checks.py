@@ -1,13 +1,35 @@
-"""Reject impossible hyperparameters before any work starts, naming the config key."""
+"""Reject impossible settings before any work starts, naming the config key; and the identity of a
+trial (config hash) that resume and reports match on."""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.data.tasks import check_task
+from stilts_lab.data.tasks import check_task, task_files
 from stilts_lab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# numpy's seed range (Lightning's seed_everything seeds numpy): anything outside is a traceback there.
+SEED_MAX = 2**32 - 1
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _is_integer(value) -> bool:
+    return _is_number(value) and float(value).is_integer() and abs(value) != float("inf")
+
+
+def _fail(key: str, value, expected: str):
+    raise ConfigError(f"{key}={value!r} is impossible: expected {expected}")
 
 
 def _positive(cfg: DictConfig, key: str, *, allow_none=False, integer=False, allow_minus_one=False) -> None:
@@ -16,48 +38,173 @@ def _positive(cfg: DictConfig, key: str, *, allow_none=False, integer=False, all
         return
     if allow_minus_one and value == -1:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if ok and integer:
-        ok = float(value).is_integer()
+    ok = (_is_integer(value) if integer else _is_number(value)) and value > 0 and value != float("inf")
     if not ok:
         kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{key}={value!r} is impossible: expected {kind}"
-                          + (" or null" if allow_none else "") + (" or -1" if allow_minus_one else ""))
+        _fail(key, value, kind + (" or null" if allow_none else "") + (" or -1" if allow_minus_one else ""))
+
+
+def _integer_in(cfg: DictConfig, key: str, low: int, high: int | None = None, *, allow_none=False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return
+    if not _is_integer(value) or value < low or (high is not None and value > high):
+        _fail(key, value, f"an integer in [{low}, {high if high is not None else 'inf'}]"
+                          + (" or null" if allow_none else ""))
 
 
 def _fraction(cfg: DictConfig, key: str) -> None:
     value = OmegaConf.select(cfg, key)
-    if not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ConfigError(f"{key}={value!r} is impossible: expected a fraction in [0, 1)")
+    if not _is_number(value) or not 0 <= value < 1:
+        _fail(key, value, "a fraction in [0, 1)")
+
+
+def _non_negative(cfg: DictConfig, key: str, *, allow_none=False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and allow_none:
+        return
+    if not _is_number(value) or value < 0 or value == float("inf"):
+        _fail(key, value, "a number >= 0" + (" or null" if allow_none else ""))
+
+
+def _one_of(cfg: DictConfig, key: str, options) -> None:
+    value = OmegaConf.select(cfg, key)
+    if str(value) not in options:
+        _fail(key, value, f"one of {', '.join(options)}")
+
+
+def _boolean(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, bool):
+        _fail(key, value, "true or false")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    _one_of(cfg, "trainer.accelerator", ACCELERATORS)
+    _one_of(cfg, "trainer.precision", PRECISIONS)
+    _non_negative(cfg, "trainer.gradient_clip_val", allow_none=True)
+    _positive(cfg, "trainer.num_threads", allow_none=True, integer=True)
+    _positive(cfg, "trainer.log_every_n_steps", integer=True)
+    _boolean(cfg, "trainer.enable_progress_bar")
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    if devices != "auto" and devices != -1:
+        _positive(cfg, "trainer.devices", integer=True)
+
+
+def check_generator(cfg: DictConfig) -> None:
+    """The real-fake builder's sampling settings: top_p 0 keeps no token, temperature 0 divides by zero."""
+    value = OmegaConf.select(cfg, "generator.top_p")
+    if not _is_number(value) or not 0 < value <= 1:
+        _fail("generator.top_p", value, "a number in (0, 1]")
+    _positive(cfg, "generator.temperature")
+    _integer_in(cfg, "generator.top_k", 0)
+    _positive(cfg, "generator.batch_size", integer=True)
+    _positive(cfg, "intermediate.num_fakes", integer=True)
+    # A sentence of n words gives a prompt of n//2 words and an ending of the rest minus the last word.
+    _integer_in(cfg, "intermediate.words_min", 3)
+    _integer_in(cfg, "intermediate.words_max", 3)
+    if cfg.intermediate.words_min > cfg.intermediate.words_max:
+        raise ConfigError(f"intermediate.words_min={cfg.intermediate.words_min} is impossible: it is above "
+                          f"intermediate.words_max={cfg.intermediate.words_max}")
 
 
 def check_config(cfg: DictConfig) -> None:
+    for key in ("seed", "data.split_seed"):
+        _integer_in(cfg, key, 0, SEED_MAX)
+    _boolean(cfg, "resume")
     _positive(cfg, "optim.lr")
     _fraction(cfg, "optim.warmup_ratio")
+    _non_negative(cfg, "optim.weight_decay")
     _positive(cfg, "data.batch_size", integer=True)
+    _integer_in(cfg, "data.num_workers", 0)
     _positive(cfg, "trainer.max_epochs", integer=True)
     _positive(cfg, "target.train_size", allow_none=True, integer=True)
     _positive(cfg, "target.eval_size", allow_none=True, integer=True)
-    if cfg.target.name == "none":
+    check_trainer(cfg)
+    if cfg.target.get("name") == "none":
         raise ConfigError("target=none is not a task: choose a target task, e.g. target=rte")
-    check_task(cfg.target, "target")
-    if cfg.intermediate.name != "none":
-        check_task(cfg.intermediate, "intermediate")
+    check_task(cfg.target, "target", data_dir=cfg.paths.data_dir)
+    if cfg.intermediate.get("name") != "none":
+        check_task(cfg.intermediate, "intermediate", data_dir=cfg.paths.data_dir)
         for key in ("lr", "batch_size", "max_epochs", "eval_size"):
             _positive(cfg, f"intermediate.{key}", integer=key != "lr")
         _fraction(cfg, "intermediate.warmup_ratio")
+        _non_negative(cfg, "intermediate.weight_decay")
+        _integer_in(cfg, "intermediate.seed", 0, SEED_MAX)
         _positive(cfg, "intermediate.max_steps", integer=True, allow_minus_one=True)
         _positive(cfg, "intermediate.train_size", allow_none=cfg.intermediate.format != "realfake", integer=True)
+        if cfg.intermediate.format == "realfake":
+            check_generator(cfg)
+
+
+def check_max_length(task, tokenizer, role: str) -> None:
+    """max_length must leave room for at least one text token after the special tokens, and fit the
+    encoder's position table (past it, the embedding lookup fails deep inside the model)."""
+    value = task.get("max_length")
+    specials = tokenizer.num_special_tokens_to_add(pair=len(task.get("fields") or []) > 1
+                                                   or task.get("kind") == "multiple_choice")
+    if not _is_integer(value) or value <= specials:
+        _fail(f"{role}.max_length", value, f"an integer above {specials} (the tokenizer's special tokens)")
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and limit < 1_000_000 and value > limit:  # huge: the tokenizer sets no limit
+        _fail(f"{role}.max_length", value, f"at most {limit}, the encoder's longest input")
 
 
 def stable_hash(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# Settings that change where or how fast a trial runs, or what it prints, never its result.
+NOT_RESULTS = {"trainer": ("num_threads", "enable_progress_bar", "log_every_n_steps", "pin_memory"),
+               "data": ("num_workers",)}
+# Path keys of a task: the content of the files they name is hashed instead (see data_hashes).
+TASK_PATH_KEYS = ("files", "sources")
+
+
+def data_hashes(cfg: DictConfig) -> dict[str, str]:
+    """sha256 of every data file the trial reads (target and intermediate, including label files
+    read by transforms), keyed by stage and role: the same data under another root hashes the same,
+    an edited file does not. A missing file is left out; the run itself reports it."""
+    data_dir = cfg.paths.get("data_dir")
+    hashes = {}
+    for role in ("target", "intermediate"):
+        task = cfg.get(role)
+        if task is None or task.get("name") == "none" or data_dir is None:
+            continue
+        for label, path in task_files(OmegaConf.to_container(task, resolve=True), data_dir).items():
+            digest = cached_file_sha256(path)
+            if digest:
+                hashes[f"{role}.{label}"] = digest
+    return hashes
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """Identity of a trial: everything that determines its result, not where it runs or writes."""
+    """Identity of a trial: everything that determines its result, not where it runs or writes.
+    Paths are replaced by the hashes of the data they lead to."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "hydra", "resume"):
+    for key in ("paths", "hydra", "resume", "output_dir", "logger"):
         resolved.pop(key, None)
-    resolved.get("trainer", {}).pop("enable_progress_bar", None)
+    for group, keys in NOT_RESULTS.items():
+        for key in keys:
+            (resolved.get(group) or {}).pop(key, None)
+    for role in ("target", "intermediate"):
+        for key in TASK_PATH_KEYS:
+            (resolved.get(role) or {}).pop(key, None)
+    resolved["data_files"] = data_hashes(cfg)
     return stable_hash(resolved)
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def cached_file_sha256(path: Path) -> str | None:
+    """A sweep hashes the same files for every trial: remember them by (path, size, mtime)."""
+    from stilts_lab.data.readers import file_sha256
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]

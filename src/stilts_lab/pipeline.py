@@ -2,7 +2,9 @@
 
 The intermediate stage is cached by a key over everything that determines it, trained under a file
 lock (parallel sweep jobs train it once) into a temp folder that is renamed into place only when
-complete, so a crash never leaves a checkpoint that looks finished."""
+complete, so a crash never leaves a checkpoint that looks finished. A stage that diverges is
+recorded next to the cache, never saved as a checkpoint: the trials of the same command that need
+it fail with a clear error, and a later command tries again."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +12,7 @@ import os
 import platform
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import lightning
@@ -18,16 +21,21 @@ import transformers
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.checks import check_config, config_hash, stable_hash
-from stilts_lab.data.readers import file_sha256
+from stilts_lab.checks import NOT_RESULTS, cached_file_sha256, check_config, check_max_length, config_hash, stable_hash
+from stilts_lab.data.tasks import task_files
+from stilts_lab.errors import DivergedError
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
 from stilts_lab.resume import finished_trial, sweep_root
-from stilts_lab.results import METRICS_FILE, write_json_atomic
+from stilts_lab.results import METRICS_FILE, read_metrics, write_json_atomic
 from stilts_lab.stage import StageSettings, train_stage
 
 log = logging.getLogger(__name__)
 INTERMEDIATE_VERSION = "1"  # bump when the intermediate stage's training changes meaning
 COMPLETE_FILE = "stage_metrics.json"  # written last inside the temp folder, before the rename
+DIVERGED_SUFFIX = ".diverged.json"    # <cache>/intermediate/<task>-<key>.diverged.json: a failed attempt
+# One id per command: __main__ sets it before launching, so every trial of a sweep (joblib and
+# submitit workers inherit the environment) shares it, and a re-run of the command gets a new one.
+RUN_ID = os.environ.setdefault("STILTS_RUN_ID", uuid.uuid4().hex[:12])
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -50,15 +58,55 @@ def intermediate_data_parts(cfg: DictConfig, realfake_file: Path | None) -> list
     data_dir = abspath(cfg.paths.data_dir)
     if data_dir is None:
         return [str(OmegaConf.to_container(cfg.intermediate.get("hf_dataset") or {}))]
-    files = [Path(data_dir) / rel for rel in (cfg.intermediate.get("files") or {}).values()]
-    return [file_sha256(p) for p in files if p.is_file()]
+    # data files and the files its transforms read (label files), by role
+    files = task_files(OmegaConf.to_container(cfg.intermediate, resolve=True), data_dir)
+    return [f"{label}:{cached_file_sha256(path)}" for label, path in sorted(files.items())]
 
 
 def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:
+    """Everything that determines the checkpoint: model, task and its data, stage settings, and how
+    it is trained (gradient clipping, accelerator, precision, fused/compiled kernels...). Left out:
+    the target stage's epochs and the settings that never change a result (NOT_RESULTS)."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in ("max_epochs", *NOT_RESULTS["trainer"]):
+        trainer.pop(key, None)
+    intermediate = OmegaConf.to_container(cfg.intermediate, resolve=True)
+    for key in ("files", "sources"):  # their content is in data_parts; the same data elsewhere is the same
+        intermediate.pop(key, None)
     payload = {"v": INTERMEDIATE_VERSION, "model": OmegaConf.to_container(cfg.model, resolve=True),
-               "intermediate": OmegaConf.to_container(cfg.intermediate, resolve=True),
-               "precision": cfg.trainer.precision, "data": data_parts}
+               "intermediate": intermediate, "trainer": trainer, "data": data_parts}
     return stable_hash(payload)
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a cached intermediate checkpoint cannot be used, or None when it can: its
+    stage_metrics.json must parse, must not say diverged, and every file it lists must still have
+    the size it was written with (a truncated or half-copied cache fails here, not in from_pretrained)."""
+    stage_file = folder / COMPLETE_FILE
+    if not stage_file.is_file():
+        return "not finished"
+    stage = read_metrics(stage_file)
+    if not isinstance(stage, dict):
+        return f"{stage_file} is unreadable"
+    if stage.get("diverged"):
+        return "its stage diverged"
+    if not stage.get("files"):
+        return f"{stage_file} lists no files"
+    for name, size in stage["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            return f"{path} is missing or truncated (written with {size} bytes)"
+    return None
+
+
+def _finite_weights(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _diverged_message(name: str, key: str, record: Path, when: str) -> str:
+    return (f"intermediate stage {name} (key {key}) diverged {when}: its training loss or weights went "
+            f"non-finite, so no checkpoint was saved (record: {record}). Trials that need it fail; lower "
+            f"intermediate.lr (or clip harder: trainer.gradient_clip_val), or run the command again to retry")
 
 
 def versions() -> dict:
@@ -95,13 +143,22 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
     root = Path(abspath(cfg.paths.cache_dir)) / "intermediate"
     final = root / f"{name}-{key}"
     root.mkdir(parents=True, exist_ok=True)
-    if (final / COMPLETE_FILE).is_file():
+    if checkpoint_problem(final) is None:
         log.info("reusing intermediate checkpoint %s", final)
         return key, final
     with FileLock(str(final) + ".lock"):
-        if (final / COMPLETE_FILE).is_file():  # another job finished it while we waited
+        problem = checkpoint_problem(final)
+        if problem is None:  # another job finished it while we waited
             log.info("reusing intermediate checkpoint %s (trained by a parallel job)", final)
             return key, final
+        if final.exists():
+            log.warning("intermediate checkpoint %s cannot be used (%s): training it again", final, problem)
+        record = root / f"{final.name}{DIVERGED_SUFFIX}"
+        earlier = read_metrics(record) if record.is_file() else None
+        if earlier is not None and earlier.get("run_id") == RUN_ID:  # this command already tried
+            raise DivergedError(_diverged_message(name, key, record, "earlier in this command"))
+        if earlier is not None:
+            log.warning("intermediate stage %s diverged in an earlier command (%s); trying again", name, record)
         tmp = root / f".{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("training intermediate stage %s -> %s", name, final)
@@ -112,18 +169,25 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir), log_dir=tmp / "logs",
             random_init=bool(cfg.model.random_init), realfake_file=realfake_file,
             num_workers=int(cfg.data.num_workers))
-        # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
-        result.module.model.base_model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        OmegaConf.save(cfg.intermediate, tmp / "stage.yaml", resolve=True)
-        write_json_atomic(tmp / COMPLETE_FILE, {
+        stage_info = {
             "key": key, "task": name, "dev_metric_per_epoch": [h[result.module.main_metric] for h in result.module.dev_history],
             "metric_name": result.module.main_metric, "best_dev_metric": result.module.best_dev,
             "trivial_baseline": result.baseline, "diverged": result.module.diverged,
             "train_examples": len(result.data.train_set), "eval_examples": len(result.data.eval_set),
-            "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None})
+            "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None}
+        if result.module.diverged or not _finite_weights(result.module.model):
+            write_json_atomic(record, stage_info | {"diverged": True, "run_id": RUN_ID})
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DivergedError(_diverged_message(name, key, record, "while training"))
+        # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
+        result.module.model.base_model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        OmegaConf.save(cfg.intermediate, tmp / "stage.yaml", resolve=True)
+        stage_info["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        write_json_atomic(tmp / COMPLETE_FILE, stage_info)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        record.unlink(missing_ok=True)
         log.info("intermediate %s: best dev %s %.4f", name, result.module.main_metric, result.module.best_dev or 0)
     return key, final
 
@@ -133,8 +197,9 @@ def run(cfg: DictConfig) -> dict:
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
-        "config_hash": config_hash(cfg), "model": cfg.model.name, "intermediate": cfg.intermediate.name,
-        "target": cfg.target.name, "seed": int(cfg.seed),
+        # .get and no int(): a bad value must reach check_config (one error line), not fail here
+        "config_hash": config_hash(cfg), "model": cfg.model.get("name"), "intermediate": cfg.intermediate.get("name"),
+        "target": cfg.target.get("name"), "seed": cfg.get("seed"), "run_id": RUN_ID,
         "hparams": {"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "warmup_ratio": cfg.optim.warmup_ratio,
                     "max_epochs": cfg.trainer.max_epochs, "weight_decay": cfg.optim.weight_decay,
                     "train_size": cfg.target.train_size, "eval_size": cfg.target.eval_size,
@@ -158,6 +223,9 @@ def run(cfg: DictConfig) -> dict:
         check_config(cfg)
         source = resolve_pretrained(cfg.model)
         tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
+        check_max_length(cfg.target, tokenizer, "target")
+        if cfg.intermediate.name != "none":
+            check_max_length(cfg.intermediate, tokenizer, "intermediate")
         encoder_source, random_init = source, bool(cfg.model.random_init)
         if cfg.intermediate.name != "none":
             key, path = intermediate_checkpoint(cfg, tokenizer, source)

@@ -2,8 +2,10 @@
 so that later validation errors can name the file and line."""
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +23,29 @@ def _require(path: Path) -> Path:
     return path
 
 
+def read_text(path: Path) -> str:
+    """The file as text. Data files are UTF-8 (a BOM is dropped); anything else stops with the
+    file and line, and a hint at what the file is, instead of a UnicodeDecodeError."""
+    path = _require(path)
+    data = path.read_bytes()
+    head = data[:200]
+    # UTF-16 text without a BOM: ASCII characters come with a NUL byte every other byte.
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            len(head) >= 4 and max(head[0::2].count(0), head[1::2].count(0)) > len(head) // 4):
+        raise DataError(f"{path}: not UTF-8 text (looks like UTF-16): save it as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        binary = sum(b < 9 or 13 < b < 32 for b in data[:4096]) > len(data[:4096]) // 20
+        hint = "looks like a binary file, not text" if binary else "save it as UTF-8"
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); {hint}") from None
+    if "\x00" in text:
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise DataError(f"{path}:{line}: NUL byte in a text file: looks like a binary file, not text")
+    return text
+
+
 def file_sha256(path: Path) -> str:
     """Content hash of a source file, for cache keys and provenance."""
     h = hashlib.sha256()
@@ -35,7 +60,7 @@ def read_glue_tsv(path: Path, columns: Sequence[str] | None = None) -> list[dict
     processors); a header row unless `columns` names them (CoLA has none); MRPC opens with a BOM."""
     path = _require(path)
     rows = []
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = list(columns) if columns else next(reader, None)
         if not header:
@@ -56,7 +81,7 @@ def read_glue_tsv(path: Path, columns: Sequence[str] | None = None) -> list[dict
 def read_jsonl(path: Path) -> list[dict]:
     path = _require(path)
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with io.StringIO(read_text(path)) as f:
         for line, text in enumerate(f, start=1):
             if not text.strip():
                 continue
@@ -75,7 +100,7 @@ def read_csv(path: Path) -> list[dict]:
     """Comma-separated with a header row and standard quoting (CosmosQA)."""
     path = _require(path)
     rows = []
-    with path.open(encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         for row in reader:
             if None in row or None in row.values():
@@ -89,14 +114,14 @@ def read_csv(path: Path) -> list[dict]:
 def read_lines(path: Path) -> list[str]:
     """One value per line (WinoGrande / SocialIQA label files)."""
     path = _require(path)
-    return [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    return [t.strip() for t in read_text(path).splitlines() if t.strip()]
 
 
 def read_squad_paragraphs(path: Path) -> list[str]:
     """SQuAD v1.1 JSON: the paragraph contexts, in file order (questions are not needed)."""
     path = _require(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_text(path))
         return [p["context"] for article in doc["data"] for p in article["paragraphs"]]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise DataError(f"{path}: not SQuAD v1.1 JSON ({e})") from None
@@ -108,7 +133,7 @@ def read_text_paragraphs(path: Path) -> list[str]:
     like the SQuAD paragraphs it is mixed with."""
     path = _require(path)
     paragraphs = []
-    for text in path.read_text(encoding="utf-8").splitlines():
+    for text in read_text(path).splitlines():
         text = text.strip()
         if not text or (text.startswith("=") and text.endswith("=")):
             continue

@@ -8,6 +8,7 @@ Canonical examples (what tokenization sees):
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,15 +46,96 @@ class TaskData:
     carved: bool                # train and eval were carved from one file (no official train split here)
 
 
-def check_task(task: Mapping, role: str) -> None:
-    name = task.get("name", "?")
+# Every key a task YAML may hold (plus STAGE_KEYS); anything else is most likely a typo.
+TASK_KEYS = {"name", "kind", "format", "fields", "label_field", "labels", "metrics", "max_length", "files",
+             "hf_dataset", "hf_transforms", "transforms", "columns", "choices_field", "choice_fields",
+             "carve_train_from_eval", "carve_eval_fraction", "sources", "num_fakes", "words_max", "words_min",
+             "fakes"}
+
+
+def check_task(task: Mapping, role: str, data_dir: str | None = None) -> None:
+    """A task definition is complete before any file is read: each missing or impossible key is
+    named as `<role>.<key>` (target.fields, intermediate.labels, ...)."""
+    name = task.get("name")
+    if not name or not isinstance(name, str):
+        raise ConfigError(f"{role}.name is missing: every task YAML needs a name (used for caches and reports)")
     if task.get("kind") not in KINDS:
         raise ConfigError(f"{role}.kind of task '{name}' is {task.get('kind')!r}; expected one of {KINDS}")
-    fmt = task.get("format")
+    kind, fmt = task["kind"], task.get("format")
     if fmt not in FORMATS and fmt != "realfake":
         raise ConfigError(f"{role}.format of task '{name}' is {fmt!r}; known: {sorted(FORMATS) + ['realfake']}")
-    if not task.get("metrics"):
-        raise ConfigError(f"{role}.metrics of task '{name}' is empty")
+    fields = task.get("fields")
+    if fields is None or isinstance(fields, str) or not all(isinstance(f, str) for f in fields):
+        raise ConfigError(f"{role}.fields of task '{name}' is {fields!r}: expected a list of the row's text "
+                          "fields, e.g. fields: [sentence1, sentence2]")
+    if kind != "multiple_choice" and not 1 <= len(fields) <= 2:
+        raise ConfigError(f"{role}.fields of task '{name}' names {len(fields)} fields: a {kind} task encodes "
+                          "one text or a pair (1 or 2 fields)")
+    if kind == "classification":
+        labels = task.get("labels")
+        if not labels or isinstance(labels, str) or len(labels) < 2:
+            raise ConfigError(f"{role}.labels of task '{name}' is {labels!r}: a classification task lists its "
+                              "labels (at least 2), e.g. labels: [entailment, not_entailment]")
+    if kind == "multiple_choice" and not task.get("choices_field") and len(task.get("choice_fields") or []) < 2:
+        raise ConfigError(f"{role}.choices_field of task '{name}': a multiple_choice task names its choices, "
+                          "either choices_field (a list in each row) or choice_fields (2+ fields)")
+    metrics = task.get("metrics")
+    if not metrics or isinstance(metrics, str):
+        raise ConfigError(f"{role}.metrics of task '{name}' is {metrics!r}: expected a list, e.g. [accuracy]")
+    import warnings
+    from stilts_lab.models.metrics import build_metrics
+    try:
+        with warnings.catch_warnings():  # only the names are checked here, not the metrics' memory use
+            warnings.simplefilter("ignore")
+            build_metrics(list(metrics), 2)
+    except ConfigError as e:
+        raise ConfigError(f"{role}.metrics of task '{name}': {e}") from None
+    max_length = task.get("max_length")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length <= 0:
+        raise ConfigError(f"{role}.max_length of task '{name}' is {max_length!r}: expected a positive integer")
+    if fmt == "realfake":
+        if not task.get("sources"):
+            raise ConfigError(f"{role}.sources of task '{name}' is empty: name the prose files to build from")
+    elif not task.get("files") and not task.get("hf_dataset"):
+        raise ConfigError(f"{role}.files of task '{name}' is missing (and there is no hf_dataset): name its "
+                          "files, e.g. files: {train: my/train.csv, eval: my/dev.csv}")
+    elif data_dir is not None and task.get("files") and not (task.get("files") or {}).get("eval"):
+        raise ConfigError(f"{role}.files.eval of task '{name}' is missing: every task needs a dev file")
+    from stilts_lab.data.transforms import TRANSFORMS
+    for spec in list(task.get("transforms") or []) + list(task.get("hf_transforms") or []):
+        t = spec if isinstance(spec, str) else (spec or {}).get("name")
+        if t not in TRANSFORMS:
+            raise ConfigError(f"{role}.transforms of task '{name}': unknown transform {t!r}; "
+                              f"known: {', '.join(sorted(TRANSFORMS))}")
+    unknown = sorted(set(task) - TASK_KEYS - STAGE_KEYS)
+    if unknown:
+        log.warning("%s (task '%s'): ignoring unknown key(s) %s; known task keys: %s", role, name, unknown,
+                    ", ".join(sorted(TASK_KEYS)))
+
+
+def task_files(task: Mapping, data_dir: str | Path) -> dict[str, Path]:
+    """Every local file a task reads, by role ("files.train", "transforms.attach_label_file.eval", ...):
+    what the config hash and the intermediate key hash, so edited data never matches old results."""
+    data_dir = Path(data_dir)
+    if task.get("format") == "realfake":
+        return {f"sources.{i}": data_dir / s for i, s in enumerate(task.get("sources") or [])}
+    out = {f"files.{which}": data_dir / rel for which, rel in (task.get("files") or {}).items() if rel}
+    for split in ("train", "eval"):
+        out.update({f"transforms.{label}.{split}": path for label, path in _transform_files(task, split, data_dir)})
+    return {label: path for label, path in out.items() if path.is_file()}
+
+
+def _transform_files(task: Mapping, split: str, data_dir: str | Path) -> list[tuple[str, Path]]:
+    """Files named by a transform's parameters for one split (SocialIQA's label file)."""
+    found = []
+    for spec in task.get("transforms") or []:
+        if not isinstance(spec, Mapping):
+            continue
+        for param, value in spec.items():
+            value = value.get(split) if isinstance(value, Mapping) else value
+            if isinstance(value, str) and (Path(data_dir) / value).is_file():
+                found.append((f"{spec.get('name')}.{param}", Path(data_dir) / value))
+    return found
 
 
 def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_file: Path | None = None) -> TaskData:
@@ -72,14 +154,38 @@ def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_
     eval_path = _local_path(task, data_dir, files.get("eval"), "eval")
     if train_path is None or not train_path.is_file():
         rows = _read(task, eval_path, "eval", data_dir)
-        return _carve(task, rows, split_seed, origin=str(eval_path), parts=_source_hashes(task, eval_path, "eval", data_dir),
-                      eval_size=None, log_it=True)
+        return _warn_short(task, _carve(task, rows, split_seed, origin=str(eval_path),
+                                        parts=_source_hashes(task, eval_path, "eval", data_dir),
+                                        eval_size=None, log_it=True))
     train = _read(task, train_path, "train", data_dir)
     dev = _read(task, eval_path, "eval", data_dir)
-    return TaskData(
+    data = TaskData(
         train=Split(_canonical(task, train), str(train_path), _source_hashes(task, train_path, "train", data_dir)),
         eval=Split(_canonical(task, dev), str(eval_path), _source_hashes(task, eval_path, "eval", data_dir)),
         carved=False)
+    _check_choice_counts(task, data)
+    return _warn_short(task, data)
+
+
+def _check_choice_counts(task: Mapping, data: TaskData) -> None:
+    """The head and the dev metric are sized by the training examples' choice count."""
+    if task["kind"] != "multiple_choice" or not data.train.examples or not data.eval.examples:
+        return
+    n_train, n_eval = len(data.train.examples[0]["choices"]), len(data.eval.examples[0]["choices"])
+    if n_train != n_eval:
+        raise DataError(f"{data.eval.origin}: rows have {n_eval} choices, but the training rows "
+                        f"({data.train.origin}) have {n_train}")
+
+
+def _warn_short(task: Mapping, data: TaskData) -> TaskData:
+    """Asking for more examples than exist trains on all of them: say so (metrics.json records the
+    real counts under split.train_examples / split.eval_examples)."""
+    for which, split in (("train", data.train), ("eval", data.eval)):
+        size = task.get(f"{which}_size")
+        if isinstance(size, int) and size > len(split.examples):
+            log.warning("task %s: %s_size=%d asks for more than the %d %s examples in %s; using all %d",
+                        task.get("name"), which, size, len(split.examples), which, split.origin, len(split.examples))
+    return data
 
 
 def _missing_message(task: Mapping, path: Path | None, which: str) -> str:
@@ -102,17 +208,14 @@ def _local_path(task: Mapping, data_dir: str, rel: str | None, which: str) -> Pa
 def _source_hashes(task: Mapping, path: Path, split: str, data_dir: str) -> list[str]:
     """The data file's hash plus those of files its transforms read (SocialIQA's label file), so an
     edited label file never meets a stale tokenization cache."""
-    hashes = [file_sha256(path)]
-    for spec in task.get("transforms") or []:
-        for value in (spec.values() if isinstance(spec, Mapping) else []):
-            value = value.get(split) if isinstance(value, Mapping) else value
-            if isinstance(value, str) and (Path(data_dir) / value).is_file():
-                hashes.append(file_sha256(Path(data_dir) / value))
-    return hashes
+    return [file_sha256(path)] + [file_sha256(p) for _, p in _transform_files(task, split, data_dir)]
 
 
 def _read(task: Mapping, path: Path, split: str, data_dir: str) -> list[dict]:
     rows = FORMATS[task["format"]](path, task)
+    if not rows:  # an empty split would fail later, far from its cause (baseline, batching)
+        raise DataError(f"{path}: " + ("empty file" if path.stat().st_size == 0 else
+                                      "no data rows (the file holds only a header line)"))
     return apply_transforms(rows, task.get("transforms"), split=split, data_dir=Path(data_dir))
 
 
@@ -161,22 +264,37 @@ def _canonical(task: Mapping, rows: list[dict]) -> list[dict]:
     label_field = task.get("label_field", "label")
     labels = [str(x).lower() for x in task.get("labels") or []]
     out = []
+    n_choices, first_where = None, None
     for row in rows:
         where = f"{row.get(FILE_KEY)}:{row.get(LINE_KEY)}"
         missing = [k for k in fields + [label_field] if k not in row]
         if missing:
-            raise DataError(f"{where}: row lacks field(s) {missing} named by task '{task['name']}'")
+            present = [k for k in row if k not in (FILE_KEY, LINE_KEY)]
+            raise DataError(f"{where}: row lacks field(s) {missing} named by task '{task['name']}' "
+                            f"(the row has: {', '.join(present)})")
         raw = row[label_field]
         if kind == "regression":
             try:
                 label: Any = float(raw)
             except (TypeError, ValueError):
                 raise DataError(f"{where}: label {raw!r} is not a number") from None
+            if not math.isfinite(label):  # one NaN label makes every loss after it NaN
+                raise DataError(f"{where}: label {raw!r} is not a finite number")
         else:
             label = _label_index(raw, labels, where, task)
+        empty = [k for k in fields if row[k] is None or isinstance(row[k], (list, dict))]
+        if empty:
+            raise DataError(f"{where}: field(s) {empty} hold no text ({[row[k] for k in empty]!r})")
         texts = [str(row[k]) for k in fields]
         if kind == "multiple_choice":
             choices = _choice_texts(task, row, where)
+            # Tokenization lays the choices of all rows end to end and cuts them by the first row's
+            # count: one row with a different count would shift every later example.
+            if n_choices is None:
+                n_choices, first_where = len(choices), where
+            elif len(choices) != n_choices:
+                raise DataError(f"{where}: {len(choices)} choices, but earlier rows have {n_choices} "
+                                f"(as at {first_where}); every row of a multiple-choice task needs the same number")
             first = " ".join(t for t in texts if t.strip())
             example = {"choices": [[first, c] if first else [c, None] for c in choices], "label": label}
             if not 0 <= label < len(choices):

@@ -21,6 +21,9 @@ def transform(fn: Transform) -> Transform:
 def winogrande_blank(rows, *, sentence="sentence", options=("option1", "option2"), into="choice", **_):
     """WinoGrande: each option substituted into the sentence's `_` blank gives one choice."""
     for row in rows:
+        missing = [k for k in (sentence, *options) if not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{row[FILE_KEY]}:{row[LINE_KEY]}: row lacks text field(s) {missing}")
         text = row[sentence]
         if "_" not in text:
             raise DataError(f"{row[FILE_KEY]}:{row[LINE_KEY]}: sentence has no '_' blank")
