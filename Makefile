@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size report clean-cache
+.PHONY: setup run vanilla test bench bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -50,8 +50,17 @@ ablation-target-size: setup
 	$(STILTS) +experiment=ablation_target_size hydra.sweep.dir=multirun/ablation_target_size $(ARGS)
 	$(PY) -m stilts_lab.report multirun/ablation_target_size --factor target.train_size
 
+ablation-fakes: setup  ## vanilla vs real-fake with paper fakes vs with controlled fakes, small_grid's grid (CPU)
+	$(STILTS) +experiment=ablation_fakes hydra.sweep.dir=multirun/ablation_fakes $(ARGS)
+	$(PY) -m stilts_lab.report multirun/ablation_fakes
+
 bench: setup
 	$(PY) bench/builder_throughput.py
+
+# On one GPU: four training recipes side by side and the 36-trial grid (docs/performance.md).
+# CPU smoke test: make bench-gpu ARGS="--device cpu --tiny"
+bench-gpu: setup
+	$(PY) bench/gpu_throughput.py $(ARGS)
 
 clean-cache:
 	rm -rf .cache

@@ -3,18 +3,21 @@
 Recipe: split prose on ". ", cut each sentence to its first `words_max` words, drop it below
 `words_min`; the prompt is the first half of the words, the real ending the second half minus the
 last word. The generator writes `num_fakes` endings per prompt with the real ending's token budget.
-The real ending's position is shuffled per example (the original code always put it first)."""
+The real ending's position is shuffled per example (the original code always put it first).
+With fakes=controlled, fakes match the real endings' surface (synth/controlled.py). Every build is
+audited for give-aways (synth/audit.py); the audit goes into provenance.json and the log."""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import random
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,9 +25,16 @@ from filelock import FileLock
 
 from stilts_lab.data.readers import file_sha256, read_squad_paragraphs, read_text_paragraphs
 from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.synth.audit import audit_rows, format_audit
+from stilts_lab.synth.controlled import BanTokens, controlled_budget, fit_to_words, sentence_ender_ids, strip_edges
+
+log = logging.getLogger(__name__)
+# paper: the paper's recipe (fakes get the real ending's token budget, nothing else controlled);
+# controlled: fakes that share the real endings' surface (see synth/controlled.py).
+FAKES = ("paper", "controlled")
 
 # Bump when a change to this file changes what a given config builds: old caches stop matching.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 # Samples tried per fake slot before its sentence is swapped for a spare one.
 MAX_ATTEMPTS = 5
 EXAMPLES_FILE, PROVENANCE_FILE = "examples.jsonl", "provenance.json"
@@ -110,14 +120,16 @@ class NucleusSampling:
 
 
 def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[int], *, num_fakes: int,
-                   gen_cfg: Mapping, seed: int, batch_size: int, progress=None) -> list[list[str]]:
+                   gen_cfg: Mapping, seed: int, batch_size: int, progress=None,
+                   processors: Sequence = ()) -> list[list[str]]:
     """`num_fakes` cleaned continuations per prompt, each cut to at most that prompt's budget.
 
     Prompts are sorted by (budget, prompt length) and cut into batches of `batch_size`, so one
     generate() call holds prompts of near-equal length (little left padding) and near-equal budget.
     Each call generates its largest budget, with EOS suppressed (min_new_tokens), and each row is
     cut to its own budget: sampling is left to right, so a cut sample is a sample of that length.
-    batch_size=1 is the original code's one-prompt-per-call loop."""
+    batch_size=1 is the original code's one-prompt-per-call loop. `processors` (e.g. a token ban)
+    run before nucleus sampling."""
     import torch
     from transformers import LogitsProcessorList
 
@@ -137,7 +149,7 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
             torch.manual_seed(derive_seed(seed, call))
             sequences = model.generate(
                 **encoded, do_sample=True, top_p=1.0, top_k=0, temperature=1.0,
-                logits_processor=LogitsProcessorList([nucleus]), min_new_tokens=budget, max_new_tokens=budget,
+                logits_processor=LogitsProcessorList([*processors, nucleus]), min_new_tokens=budget, max_new_tokens=budget,
                 num_return_sequences=num_fakes, pad_token_id=tokenizer.pad_token_id)
             new_tokens = sequences[:, encoded.input_ids.shape[1]:]
             for row, i in enumerate(batch):  # generate() returns a prompt's samples consecutively
@@ -148,10 +160,27 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
     return results
 
 
-def _usable(fake: str, real: str, budget: int, tokenizer) -> bool:
+def _usable(fake: str, real: str, budget: int | None, tokenizer) -> bool:
     # An empty fake, or one equal to the real ending, makes a trivial or unanswerable example;
     # U+FFFD (a cut multi-byte character) and over-budget text are tells real endings never have.
-    return bool(fake) and fake != real and "\ufffd" not in fake and ending_tokens(tokenizer, fake) <= budget
+    # Controlled fakes (budget None) are held to the real ending's word count instead.
+    return (bool(fake) and fake != real and "\ufffd" not in fake
+            and (budget is None or ending_tokens(tokenizer, fake) <= budget))
+
+
+def _fit_controlled(samples: list[str], real: str, counts: dict) -> list[str]:
+    """Samples cut to the real ending's word count (edges stripped); short ones are dropped, to be
+    drawn again, and counted."""
+    words, fitted, short = len(real.split()), [], 0
+    for sample in samples:
+        fake, cut = fit_to_words(sample, words)
+        if len(fake.split()) < words:
+            short += 1
+            continue
+        counts["cut_fakes"] += cut
+        fitted.append(fake)
+    counts["resampled_fakes"] += short
+    return fitted
 
 
 def _generator_identity(gen_cfg: Mapping) -> dict:
@@ -164,22 +193,38 @@ def _generator_identity(gen_cfg: Mapping) -> dict:
             "gguf_file": gen_cfg.get("gguf_file"), "weights": weights}
 
 
-def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, num_fakes: int, seed: int,
-                   cache_dir: Path, words_max: int = 30, words_min: int = 20, device: str = "cpu") -> Path:
-    """Build (or find in the cache) the real-fake set; returns its folder holding examples.jsonl
-    (prompt, endings, label, source per line) and provenance.json."""
+def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, num_fakes: int, seed: int,
+               words_max: int = 30, words_min: int = 20, device: str = "cpu", fakes: str = "paper") -> dict:
+    """Everything that determines what a build writes; its hash is the build's cache key."""
     sources = [Path(s) for s in sources]
     for path in sources:
         if not path.is_file():
             raise DataError(f"data file not found: {path}")
+    if fakes not in FAKES:
+        raise ConfigError(f"intermediate.fakes must be one of {', '.join(FAKES)}, got {fakes!r}")
     sampling = {k: gen_cfg[k] for k in ("top_p", "top_k", "temperature", "batch_size")}
-    spec = {"recipe_version": RECIPE_VERSION, "generator": _generator_identity(gen_cfg), "sampling": sampling,
-            "seed": seed, "num_examples": num_examples, "num_fakes": num_fakes, "words_max": words_max,
-            "words_min": words_min, "sources": [file_sha256(p) for p in sources],
+    return {"recipe_version": RECIPE_VERSION, "generator": _generator_identity(gen_cfg), "sampling": sampling,
+            # Every generator setting, so that any change to the generator config builds a new set.
+            "generator_config": dict(gen_cfg), "fakes": fakes, "seed": seed, "num_examples": num_examples,
+            "num_fakes": num_fakes, "words_max": words_max, "words_min": words_min,
+            "sources": [file_sha256(p) for p in sources],
             # Samples differ across devices (kernels, RNG), so a device builds its own copy.
             "device": str(device).split(":")[0]}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    final = Path(cache_dir) / "realfake" / key
+
+
+def spec_key(spec: Mapping) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, num_fakes: int, seed: int,
+                   cache_dir: Path, words_max: int = 30, words_min: int = 20, device: str = "cpu",
+                   fakes: str = "paper") -> Path:
+    """Build (or find in the cache) the real-fake set; returns its folder holding examples.jsonl
+    (prompt, endings, label, source per line) and provenance.json (with the artifact audit)."""
+    sources = [Path(s) for s in sources]
+    spec = build_spec(gen_cfg=gen_cfg, sources=sources, num_examples=num_examples, num_fakes=num_fakes, seed=seed,
+                      words_max=words_max, words_min=words_min, device=device, fakes=fakes)
+    final = Path(cache_dir) / "realfake" / spec_key(spec)
     if (final / EXAMPLES_FILE).is_file() and (final / PROVENANCE_FILE).is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -190,29 +235,48 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
 
 
 def _sample_fakes(model, tokenizer, chosen: list[Sentence], spares, *, num_fakes: int, gen_cfg: Mapping,
-                  seed: int) -> tuple[list[Sentence], list[list[str]], dict]:
+                  seed: int, controlled: bool = False) -> tuple[list[Sentence], list[list[str]], dict]:
     """`num_fakes` usable fakes for each chosen sentence. Unusable samples are redrawn in later rounds;
-    a sentence the generator keeps failing on (e.g. one it recites) is swapped for the next spare."""
+    a sentence the generator keeps failing on (e.g. one it recites) is swapped for the next spare.
+    Controlled: sentence-ending tokens banned, a larger budget, each sample cut to the real ending's
+    word count with its edges stripped; a sample short of that count is drawn again."""
     from tqdm.auto import tqdm
 
     n, k = len(chosen), num_fakes
-    budgets = [ending_tokens(tokenizer, s.ending) for s in chosen]
+    processors = [BanTokens(sentence_ender_ids(tokenizer), len(tokenizer))] if controlled else []
+
+    def budget(sentence: Sentence) -> int:
+        tokens = ending_tokens(tokenizer, sentence.ending)
+        return controlled_budget(tokens) if controlled else tokens
+
+    budgets = [budget(s) for s in chosen]
     fakes: list[list[str]] = [[] for _ in range(n)]
     attempts = [0] * n
     # rejected_fakes: samples discarded as unusable (and drawn again); replaced_sentences: spares used.
     counts = {"generated_sequences": 0, "rejected_fakes": 0, "replaced_sentences": 0}
+    if controlled:
+        # constrained: sampled under the sentence-end ban; cut: longer than the real ending, cut to its
+        # word count; resampled: short of it, drawn again.
+        counts.update(constrained_sequences=0, cut_fakes=0, resampled_fakes=0)
     round_ = 0
     with tqdm(total=n, desc="real-fake endings", unit="example") as bar:
         while todo := [i for i in range(n) if len(fakes[i]) < k]:
             # Retry rounds resample whole prompts: rejects are rare, so simplicity beats saved compute.
             samples = sample_endings(model, tokenizer, [chosen[i].prompt for i in todo], [budgets[i] for i in todo],
                                      num_fakes=k, gen_cfg=gen_cfg, seed=derive_seed(seed, "round", round_),
-                                     batch_size=int(gen_cfg["batch_size"]), progress=bar if round_ == 0 else None)
+                                     batch_size=int(gen_cfg["batch_size"]), progress=bar if round_ == 0 else None,
+                                     processors=processors)
             counts["generated_sequences"] += k * len(todo)
             round_ += 1
             for i, new in zip(todo, samples):
-                usable = [f for f in new if _usable(f, chosen[i].ending, budgets[i], tokenizer)]
-                counts["rejected_fakes"] += len(new) - len(usable)
+                if controlled:
+                    counts["constrained_sequences"] += len(new)
+                    new = _fit_controlled(new, chosen[i].ending, counts)
+                    usable = [f for f in new if _usable(f, chosen[i].ending, None, tokenizer)]
+                    counts["rejected_fakes"] += len(new) - len(usable)
+                else:
+                    usable = [f for f in new if _usable(f, chosen[i].ending, budgets[i], tokenizer)]
+                    counts["rejected_fakes"] += len(new) - len(usable)
                 fakes[i] += usable[:k - len(fakes[i])]
                 attempts[i] += 1
                 if len(fakes[i]) < k and attempts[i] >= MAX_ATTEMPTS:
@@ -224,7 +288,7 @@ def _sample_fakes(model, tokenizer, chosen: list[Sentence], spares, *, num_fakes
                                           f"fakes (non-empty, not the real ending) for "
                                           f"{counts['replaced_sentences']} sentences; check generator.top_p and "
                                           "generator.temperature")
-                    budgets[i], fakes[i], attempts[i] = ending_tokens(tokenizer, chosen[i].ending), [], 0
+                    budgets[i], fakes[i], attempts[i] = budget(chosen[i]), [], 0
     return chosen, fakes, counts
 
 
@@ -246,16 +310,25 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
     rng.shuffle(candidates)
     labels = [rng.randrange(k + 1) for _ in range(n)]
 
+    controlled = spec["fakes"] == "controlled"
+    real_stripped = 0
+    if controlled:  # real endings lose edge punctuation too, so that no edge tells them apart
+        real_stripped = sum(strip_edges(s.ending) != s.ending for s in candidates[:n])
+        candidates = [replace(s, ending=strip_edges(s.ending)) for s in candidates]
     model, tokenizer = load_generator(gen_cfg, cache_dir, device)
     setup_seconds = time.perf_counter() - started  # reading sources + loading the generator
     chosen, fakes, counts = _sample_fakes(model, tokenizer, candidates[:n], iter(candidates[n:]),
-                                          num_fakes=k, gen_cfg=gen_cfg, seed=seed)
+                                          num_fakes=k, gen_cfg=gen_cfg, seed=seed, controlled=controlled)
+    if controlled:
+        counts["real_endings_edge_stripped"] = real_stripped
     generate_seconds = time.perf_counter() - started - setup_seconds
 
     rows = []
     for sentence, label, endings in zip(chosen, labels, fakes):
         endings = endings[:label] + [sentence.ending] + endings[label:]
         rows.append({"prompt": sentence.prompt, "endings": endings, "label": label, "source": sentence.source})
+    audit = audit_rows(rows, seed=seed)
+    log.info("real-fake set %s (fakes: %s)\n%s", final.name, spec["fakes"], format_audit(audit))
     provenance = {
         "key": final.name, **spec,
         "generator": {**spec["generator"], "embedded_package": gen_cfg.get("embedded_package")},
@@ -263,6 +336,7 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
         "counts": {"candidate_sentences": len(candidates), "examples": len(rows), **counts},
         "seconds": round(time.perf_counter() - started, 2), "setup_seconds": round(setup_seconds, 2),
         "sequences_per_second": round(counts["generated_sequences"] / max(generate_seconds, 1e-9), 2),
+        "audit": audit,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
     }
@@ -300,4 +374,4 @@ def build_from_config(cfg) -> Path:
         num_examples=int(task.train_size) + int(task.eval_size or 0),
         num_fakes=int(task.num_fakes), seed=int(task.seed), cache_dir=Path(cfg.paths.cache_dir),
         words_max=int(task.words_max), words_min=int(task.words_min),
-        device="cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+        device="cuda" if cfg.trainer.accelerator == "gpu" else "cpu", fakes=str(task.get("fakes") or "paper"))

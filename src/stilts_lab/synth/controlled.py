@@ -1,0 +1,67 @@
+"""Controlled fakes: endings that share the real endings' surface, so that telling them apart takes
+reading. The paper's fakes give themselves away (on our first build 53% held a sentence break, which
+real endings, cut from one sentence, almost never do; others started or ended with punctuation).
+
+How: sample with a larger token budget than the real ending's while sentence-ending tokens are
+banned (no sentence break can appear), cut the sample at the real ending's word count, and strip
+punctuation from the edges of fakes and real endings alike. A sample that falls short of the word
+count is drawn again. Rejection alone would cost ~9x the generation (65 of 600 paper examples had
+three clean fakes); cutting paper fakes alone left them 8.5 words long against 12.5."""
+from __future__ import annotations
+
+from stilts_lab.synth.audit import PUNCTUATION
+
+# Characters that end a sentence or a line: a token holding any of them is never sampled.
+SENTENCE_ENDERS = ".!?…\n\r"
+# Sampled tokens per real-ending token: room to reach the real word count without the banned tokens.
+BUDGET_SCALE, BUDGET_EXTRA = 1.5, 4
+
+
+def controlled_budget(real_tokens: int) -> int:
+    return int(real_tokens * BUDGET_SCALE) + BUDGET_EXTRA
+
+
+def sentence_ender_ids(tokenizer) -> list[int]:
+    """Vocabulary ids whose text contains a sentence-ending character (".", ". ", "?\\n", "...")."""
+    ids = []
+    for token_id in range(len(tokenizer)):
+        if any(c in tokenizer.decode([token_id]) for c in SENTENCE_ENDERS):
+            ids.append(token_id)
+    return ids
+
+
+class BanTokens:
+    """A logits processor that gives `token_ids` zero probability. It runs before nucleus sampling,
+    so the nucleus is taken over the allowed tokens."""
+
+    def __init__(self, token_ids, vocab_size: int):
+        import torch
+
+        self.mask = torch.zeros(vocab_size, dtype=torch.bool)
+        self.mask[list(token_ids)] = True
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        mask = self.mask.to(scores.device)
+        if mask.shape[0] < scores.shape[-1]:  # the model's output layer may be padded past the tokenizer
+            mask = torch.nn.functional.pad(mask, (0, scores.shape[-1] - mask.shape[0]))
+        return scores.masked_fill(mask[:scores.shape[-1]], float("-inf"))
+
+
+def strip_edges(text: str) -> str:
+    """`text` without punctuation at its start or end (words made only of punctuation go too)."""
+    return text.strip(PUNCTUATION + " ").strip()
+
+
+def fit_to_words(text: str, words: int) -> tuple[str, bool]:
+    """(`text` cut to its first `words` words with its edges stripped, whether it was cut). The
+    result has fewer words when the sample was short: the caller draws it again."""
+    kept = strip_edges(text).split()
+    take = words
+    result = strip_edges(" ".join(kept[:take]))
+    # Stripping can empty the last word ("—"): take the next word too, if there is one.
+    while len(result.split()) < words and take < len(kept):
+        take += 1
+        result = strip_edges(" ".join(kept[:take]))
+    return result, take < len(kept)

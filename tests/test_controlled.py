@@ -1,0 +1,100 @@
+"""Controlled fakes: a small real build with the SmolLM2 generator meets the surface constraints
+(one fragment, no sentence break, no edge punctuation, the real ending's word count +-1), counts what
+it did, and audits itself; the config choices and the cache key follow fakes= and the generator."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from stilts_lab.errors import ConfigError
+from stilts_lab.synth.audit import PUNCTUATION, SENTENCE_BREAK
+from stilts_lab.synth.controlled import BanTokens, fit_to_words, strip_edges
+from stilts_lab.synth.realfake import EXAMPLES_FILE, PROVENANCE_FILE, build_realfake, build_spec, spec_key
+from tests.conftest import CONF, DATA_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+WIKI = DATA_DIR / "wikitext2/wiki.test.raw"
+GEN_CFG = OmegaConf.to_container(OmegaConf.load(REPO / "conf/generator/smollm2_135m.yaml"))
+PROMPTS = 8
+
+
+@pytest.fixture(scope="module")
+def controlled(cache_dir, data_dir) -> Path:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread per op is faster than two waiting
+    try:
+        return build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=PROMPTS, num_fakes=3, seed=11,
+                              cache_dir=cache_dir, fakes="controlled")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_fakes_share_the_real_endings_surface(controlled):
+    rows = [json.loads(line) for line in (controlled / EXAMPLES_FILE).read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == PROMPTS
+    for row in rows:
+        real = row["endings"][row["label"]]
+        assert real == strip_edges(real)  # real endings lose edge punctuation too
+        for fake in (e for i, e in enumerate(row["endings"]) if i != row["label"]):
+            assert not SENTENCE_BREAK.search(fake) and not any(c in fake for c in ".!?\n"), fake
+            assert fake[0] not in PUNCTUATION and fake[-1] not in PUNCTUATION, fake
+            assert abs(len(fake.split()) - len(real.split())) <= 1, (fake, real)
+            assert fake != real
+
+
+def test_provenance_counts_and_audits_the_build(controlled):
+    provenance = json.loads((controlled / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    assert provenance["fakes"] == "controlled"
+    counts = provenance["counts"]
+    for name in ("constrained_sequences", "cut_fakes", "resampled_fakes", "rejected_fakes",
+                 "replaced_sentences", "real_endings_edge_stripped"):
+        assert name in counts, name
+    assert counts["constrained_sequences"] == counts["generated_sequences"] >= 3 * PROMPTS
+    assert counts["cut_fakes"] > 0  # the larger budget overshoots; the cut brings it back
+    audit = provenance["audit"]
+    assert audit["examples"] == PROMPTS and audit["chance"] == pytest.approx(0.25)
+    # By construction these tie on every example: exactly chance.
+    for name in ("sentence_break", "leading_punctuation", "trailing_punctuation"):
+        assert audit["detectors"][name]["accuracy"] == pytest.approx(0.25), name
+    assert audit["detectors"]["word_count"]["accuracy"] <= 0.25 + 0.05
+
+
+def test_fit_to_words_cuts_and_strips():
+    assert fit_to_words('"and then the city, which grew', 4) == ("and then the city", True)
+    assert fit_to_words("of the river — a", 4) == ("of the river — a", False)
+    assert fit_to_words("of the river —", 4) == ("of the river", False)  # short: drawn again by the caller
+    assert fit_to_words("one two — three four", 3) == ("one two — three", True)
+
+
+def test_banned_tokens_get_no_probability():
+    scores = torch.zeros(2, 10)
+    out = BanTokens([1, 7], vocab_size=8)(None, scores)  # output layer wider than the tokenizer
+    assert torch.isinf(out[:, [1, 7]]).all() and torch.isfinite(out[:, [0, 2, 8, 9]]).all()
+
+
+def test_cache_key_follows_fakes_and_every_generator_setting(data_dir):
+    base = dict(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=10, num_fakes=3, seed=1)
+    key = spec_key(build_spec(**base, fakes="controlled"))
+    assert key != spec_key(build_spec(**base, fakes="paper"))
+    assert key != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "top_p": 0.95}}, fakes="controlled"))
+    assert key != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "revision": "x"}}, fakes="controlled"))
+    with pytest.raises(ConfigError, match="intermediate.fakes"):
+        build_spec(**base, fakes="clean")
+
+
+def test_configs_name_the_arms():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        default = compose("config", ["intermediate=realfake"])
+        paper = compose("config", ["intermediate=realfake_paper"])
+        ablation = compose("config", ["+experiment=ablation_fakes"], return_hydra_config=True)
+    assert default.intermediate.fakes == "controlled" and default.intermediate.name == "realfake"
+    assert paper.intermediate.fakes == "paper" and paper.intermediate.name == "realfake_paper"
+    assert paper.intermediate.sources == default.intermediate.sources
+    params = ablation.hydra.sweeper.params
+    assert params["intermediate"].split(",") == ["none", "realfake_paper", "realfake_controlled"]
+    assert list(params)[-1] == "intermediate"  # slowest-varying last: a partial sweep keeps the arms balanced
