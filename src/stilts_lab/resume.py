@@ -32,6 +32,8 @@ def finished_trial(config_hash: str, root: Path, max_depth: int = 3) -> tuple[Pa
     candidates = [root / METRICS_FILE] + [p for d in range(1, max_depth + 1) for p in root.glob("/".join(["*"] * d) + "/" + METRICS_FILE)]
     for path in candidates:
         metrics = read_metrics(path) if path.is_file() else None
+        if path.is_file() and not isinstance(metrics, dict):  # a kill mid-write cannot do this; a copy can
+            log.warning("%s is unreadable: its trial counts as not done and runs again", path)
         if metrics and metrics.get("config_hash") == config_hash and metrics.get("status") in FINISHED:
             return path, metrics
     return None
