@@ -20,9 +20,11 @@ def _in_sweep() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")  # src/stilts_lab/conf -> conf/
 def main(cfg: DictConfig) -> float | None:
     from stilts_lab.pipeline import run  # heavy imports after Hydra has parsed the command line
+    from stilts_lab.logging_setup import one_line_per_message
+    one_line_per_message()  # after Hydra set up its handlers, before any Trainer logs
     try:
         return run(cfg)["best_dev_metric"]
     except StiltsError as e:

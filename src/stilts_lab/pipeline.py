@@ -166,7 +166,9 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
             tokenizer=tokenizer, settings=_settings(cfg.intermediate, int(cfg.intermediate.max_steps)),
             trainer_cfg=cfg.trainer, seed=int(cfg.intermediate.seed), split_seed=int(cfg.intermediate.seed),
-            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir), log_dir=tmp / "logs",
+            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
+            log_dir=output_dir(cfg) / "logs" / "intermediate", logger_cfg=cfg.get("logger"),
+            metrics_file=output_dir(cfg) / METRICS_FILE,
             random_init=bool(cfg.model.random_init), realfake_file=realfake_file,
             num_workers=int(cfg.data.num_workers))
         stage_info = {
@@ -237,7 +239,8 @@ def run(cfg: DictConfig) -> dict:
                 lr=float(cfg.optim.lr), batch_size=int(cfg.data.batch_size), warmup_ratio=float(cfg.optim.warmup_ratio),
                 weight_decay=float(cfg.optim.weight_decay), max_epochs=int(cfg.trainer.max_epochs)),
             trainer_cfg=cfg.trainer, seed=int(cfg.seed), split_seed=int(cfg.data.split_seed),
-            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir), log_dir=out / "logs",
+            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
+            log_dir=out / "logs" / "target", logger_cfg=cfg.get("logger"), metrics_file=out / METRICS_FILE,
             random_init=random_init, num_workers=int(cfg.data.num_workers))
     except BaseException as e:
         metrics["error"] = f"{type(e).__name__}: {e}"
@@ -260,7 +263,8 @@ def run(cfg: DictConfig) -> dict:
         "status": "diverged" if diverged else "ok",
     })
     write_json_atomic(out / METRICS_FILE, metrics)
-    log.info("%s -> %s: best dev %s %.4f (trivial baseline %.4f), status %s, metrics in %s",
-             cfg.intermediate.name, cfg.target.name, m.main_metric, metrics["best_dev_metric"] or 0,
-             result.baseline, metrics["status"], out / METRICS_FILE)
+    # the one line a sweep prints per finished trial: status, score, time, where the result is
+    log.info("trial finished: %s -> %s, status %s, best dev %s %.4f (trivial baseline %.4f), target stage %.1f s, "
+             "metrics in %s", cfg.intermediate.name, cfg.target.name, metrics["status"], m.main_metric,
+             metrics["best_dev_metric"] or 0, result.baseline, result.fit_seconds, out / METRICS_FILE)
     return metrics

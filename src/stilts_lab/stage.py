@@ -9,13 +9,13 @@ from typing import Mapping
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 
 from stilts_lab.data.datamodule import TaskDataModule
 from stilts_lab.errors import ConfigError
 from stilts_lab.models.encoder import load_head_model
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
+from stilts_lab.trackers import build_logger
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ class StageResult:
 
 def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: StageSettings, trainer_cfg: Mapping,
                 seed: int, split_seed: int, data_dir, cache_dir, log_dir: Path, random_init: bool = False,
-                realfake_file: Path | None = None, num_workers: int = 0) -> StageResult:
+                realfake_file: Path | None = None, num_workers: int = 0, logger_cfg: Mapping | None = None,
+                metrics_file: Path | None = None) -> StageResult:
     L.seed_everything(seed, workers=True, verbose=False)
     if trainer_cfg.get("num_threads"):
         torch.set_num_threads(int(trainer_cfg["num_threads"]))
@@ -74,7 +75,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
         gradient_clip_val=None,  # the module clips itself (models/optim.py says why)
         log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
         enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
-        logger=CSVLogger(str(log_dir), name="", version=""),
+        logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file),  # the `logger` config group
         # the best dev score is tracked in the module; target checkpoints would only cost disk
         enable_checkpointing=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # keep the length-grouped batches

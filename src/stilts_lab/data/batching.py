@@ -5,17 +5,14 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
-import torch
 from torch.utils.data import Sampler
-
-
-def example_length(example: dict) -> int:
-    ids = example["input_ids"]
-    return max(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)
+from transformers import DataCollatorForMultipleChoice, DataCollatorWithPadding
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Training: shuffle, cut into megabatches of `group` batches, sort each megabatch by length,
+    """Kept hand-written: transformers' LengthGroupedSampler is a Trainer internal whose batches run
+    longest to shortest in each megabatch, in order, and it has no sorted evaluation mode.
+    Training: shuffle, cut into megabatches of `group` batches, sort each megabatch by length,
     split into batches, shuffle the batch order. Randomness stays while lengths within a batch align.
     Evaluation (shuffle=False): batches of globally sorted lengths, longest first."""
 
@@ -44,30 +41,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         yield from batches
 
 
-class Collator:
-    """Pads input_ids (and token_type_ids) to the batch's longest sequence; builds attention_mask.
-    Multiple-choice examples come out as (batch, choices, length)."""
-
-    def __init__(self, pad_token_id: int, regression: bool = False):
-        self.pad_token_id, self.regression = pad_token_id, regression
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        multiple_choice = isinstance(examples[0]["input_ids"][0], list)
-        seqs = [c for ex in examples for c in ex["input_ids"]] if multiple_choice else [ex["input_ids"] for ex in examples]
-        width = max(len(s) for s in seqs)
-        batch = {"input_ids": torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long),
-                 "attention_mask": torch.zeros((len(seqs), width), dtype=torch.long)}
-        for i, s in enumerate(seqs):
-            batch["input_ids"][i, :len(s)] = torch.tensor(s)
-            batch["attention_mask"][i, :len(s)] = 1
-        if "token_type_ids" in examples[0]:
-            types = [c for ex in examples for c in ex["token_type_ids"]] if multiple_choice else [ex["token_type_ids"] for ex in examples]
-            batch["token_type_ids"] = torch.zeros((len(seqs), width), dtype=torch.long)
-            for i, t in enumerate(types):
-                batch["token_type_ids"][i, :len(t)] = torch.tensor(t)
-        if multiple_choice:
-            n = len(examples[0]["input_ids"])
-            batch = {k: v.view(len(examples), n, width) for k, v in batch.items()}
-        dtype = torch.float if self.regression else torch.long
-        batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=dtype)
-        return batch
+def collator(tokenizer, kind: str, pad_to_multiple_of: int | None = None):
+    """transformers' padding collators: pad to the batch's longest sequence (rounded up to
+    `pad_to_multiple_of`, which keeps tensor-core shapes on a GPU), build attention_mask, rename
+    label -> labels. Multiple-choice batches come out as (batch, choices, length)."""
+    cls = DataCollatorForMultipleChoice if kind == "multiple_choice" else DataCollatorWithPadding
+    return cls(tokenizer, pad_to_multiple_of=pad_to_multiple_of)

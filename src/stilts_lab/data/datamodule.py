@@ -8,9 +8,9 @@ from typing import Mapping
 import lightning as L
 from torch.utils.data import DataLoader
 
-from stilts_lab.data.batching import Collator, LengthGroupedBatchSampler, example_length
+from stilts_lab.data.batching import LengthGroupedBatchSampler, collator
 from stilts_lab.data.tasks import STAGE_KEYS, load_task, shuffle_choices, subset
-from stilts_lab.data.tokenize import encode_cached, fingerprint, tokenizer_fingerprint
+from stilts_lab.data.tokenize import LENGTH, encode_cached, fingerprint, tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +18,18 @@ log = logging.getLogger(__name__)
 class TaskDataModule(L.LightningDataModule):
     def __init__(self, task: Mapping, tokenizer, *, batch_size: int, seed: int, split_seed: int,
                  data_dir: str | None, cache_dir: str | None, realfake_file: Path | None = None,
-                 eval_batch_size: int | None = None, num_workers: int = 0):
+                 eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
+                 pad_to_multiple_of: int | None = None):
         super().__init__()
         self.task, self.tokenizer = dict(task), tokenizer
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or max(batch_size, 32)
+        # evaluation keeps no activations for backward: twice the training batch fits the same memory
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or 2 * batch_size
         self.seed, self.split_seed, self.num_workers = seed, split_seed, num_workers
+        # pin_memory: page-locked batches copy to a GPU asynchronously (pointless on a CPU run)
+        self.pin_memory, self.pad_to_multiple_of = pin_memory, pad_to_multiple_of
         self.data_dir, self.cache_dir, self.realfake_file = data_dir, cache_dir, realfake_file
         self.train_set = self.eval_set = None
+        self.lengths: dict[str, list[int]] = {}
 
     @property
     def kind(self) -> str:
@@ -46,12 +51,16 @@ class TaskDataModule(L.LightningDataModule):
             key = f"{self.task['name']}-{which}-" + fingerprint(
                 tokenizer_fp=tok_fp, max_length=self.task["max_length"], kind=self.kind,
                 task_def=task_def, source_parts=split.fingerprint_parts + [f"choices:{self.split_seed}"])
-            encoded = encode_cached(examples, self.tokenizer, kind=self.kind,
-                                    max_length=self.task["max_length"], key=key, cache_dir=self.cache_dir)
+            encoded = encode_cached(examples, self.tokenizer, kind=self.kind, max_length=self.task["max_length"],
+                                    key=key, cache_dir=self.cache_dir, origin=split.origin)
             size = self.task.get(f"{which}_size")
             if data.carved and which == "eval" and self.task.get("format") == "realfake":
                 size = None  # the built set already holds exactly eval_size held-out examples
-            sets[which] = subset(encoded, size, self.split_seed)
+            keep = subset(range(len(encoded)), size, self.split_seed)  # the same rows a list would keep
+            if len(keep) < len(encoded):
+                encoded = encoded.select(keep)  # an index over the memory-mapped rows, not a copy
+            self.lengths[which] = list(encoded[LENGTH])
+            sets[which] = encoded.remove_columns(LENGTH)  # the sampler's input, not the model's
         self.train_set, self.eval_set = sets["train"], sets["eval"]
         log.info("task %s: %d train / %d eval examples (%s | %s)", self.task["name"], len(self.train_set),
                  len(self.eval_set), self.origins["train"], self.origins["eval"])
@@ -64,17 +73,14 @@ class TaskDataModule(L.LightningDataModule):
             return len(self.train_set[0]["input_ids"])
         return len(self.task["labels"])
 
-    def _collator(self) -> Collator:
-        return Collator(self.tokenizer.pad_token_id, regression=self.kind == "regression")
+    def _loader(self, which: str, batch_size: int, shuffle: bool) -> DataLoader:
+        sampler = LengthGroupedBatchSampler(self.lengths[which], batch_size, shuffle=shuffle, seed=self.seed)
+        return DataLoader(self.train_set if which == "train" else self.eval_set, batch_sampler=sampler,
+                          collate_fn=collator(self.tokenizer, self.kind, self.pad_to_multiple_of),
+                          num_workers=self.num_workers, pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
-        lengths = [example_length(ex) for ex in self.train_set]
-        sampler = LengthGroupedBatchSampler(lengths, self.batch_size, shuffle=True, seed=self.seed)
-        return DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self._collator(),
-                          num_workers=self.num_workers)
+        return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        lengths = [example_length(ex) for ex in self.eval_set]
-        sampler = LengthGroupedBatchSampler(lengths, self.eval_batch_size, shuffle=False)
-        return DataLoader(self.eval_set, batch_sampler=sampler, collate_fn=self._collator(),
-                          num_workers=self.num_workers)
+        return self._loader("eval", self.eval_batch_size, shuffle=False)

@@ -1,20 +1,28 @@
 """Tokenize canonical examples once and cache the result under an explicit fingerprint.
 
-No padding here: every example keeps its own length, and batches are padded on the fly."""
+The cache is a `datasets` Arrow folder (save_to_disk), read back memory-mapped (load_from_disk):
+a 40k x 4-ending set costs page cache, not Python lists in every trial's memory. No padding here:
+every example keeps its own length, and batches are padded on the fly by the collators."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
-import torch
+import datasets
+
+from stilts_lab.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"  # bump when the encoding below changes
+CACHE_VERSION = "1"  # bump when the token ids below change (not for a change of storage format)
+CHUNK = 1000         # examples per tokenizer call: fast batched tokenization, bounded memory
+LENGTH = "length"    # column the length-grouped sampler reads; not a model input
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -30,19 +38,51 @@ def fingerprint(*, tokenizer_fp: str, max_length: int, kind: str, task_def: dict
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def encode(examples: list[dict], tokenizer, *, kind: str, max_length: int) -> list[dict]:
-    """-> [{"input_ids": [...] (or [[...] per choice]), "token_type_ids"?: same shape, "label": ...}]"""
+def features(kind: str, tokenizer) -> datasets.Features:
+    ids = datasets.List(datasets.Value("int32"))
+    types = datasets.List(datasets.Value("int8"))
     if kind == "multiple_choice":
-        n = len(examples[0]["choices"]) if examples else 0
-        firsts = [c[0] for ex in examples for c in ex["choices"]]
-        seconds = [c[1] for ex in examples for c in ex["choices"]]
-        enc = _tokenize(tokenizer, firsts, seconds, max_length)
-        return [{key: enc[key][i * n:(i + 1) * n] for key in enc} | {"label": ex["label"]}
-                for i, ex in enumerate(examples)]
-    firsts = [ex["segments"][0] for ex in examples]
-    seconds = [ex["segments"][1] if len(ex["segments"]) > 1 else None for ex in examples]
-    enc = _tokenize(tokenizer, firsts, seconds, max_length)
-    return [{key: enc[key][i] for key in enc} | {"label": ex["label"]} for i, ex in enumerate(examples)]
+        ids, types = datasets.List(ids), datasets.List(types)
+    cols = {"input_ids": ids}
+    if "token_type_ids" in tokenizer.model_input_names:
+        cols["token_type_ids"] = types
+    cols["label"] = datasets.Value("float64" if kind == "regression" else "int64")
+    cols[LENGTH] = datasets.Value("int32")
+    return datasets.Features(cols)
+
+
+def encode(examples: list[dict], tokenizer, *, kind: str, max_length: int, origin: str = "") -> Iterator[dict]:
+    """Yield {"input_ids": [...] (or [[...] per choice]), "token_type_ids"?: same shape, "label", "length"}
+    one example at a time, tokenizing CHUNK examples per call."""
+    n_choices = check_choices(examples, origin) if kind == "multiple_choice" else 0
+    for start in range(0, len(examples), CHUNK):
+        chunk = examples[start:start + CHUNK]
+        if kind != "multiple_choice":
+            enc = _tokenize(tokenizer, [ex["segments"][0] for ex in chunk],
+                            [ex["segments"][1] if len(ex["segments"]) > 1 else None for ex in chunk], max_length)
+            for i, ex in enumerate(chunk):
+                row = {k: v[i] for k, v in enc.items()}
+                yield row | {"label": ex["label"], LENGTH: len(row["input_ids"])}
+            continue
+        enc = _tokenize(tokenizer, [c[0] for ex in chunk for c in ex["choices"]],
+                        [c[1] for ex in chunk for c in ex["choices"]], max_length)
+        if len(enc["input_ids"]) != n_choices * len(chunk):  # the slicing below would shift examples
+            raise DataError(f"{origin or 'task data'}: {len(chunk)} examples of {n_choices} choices "
+                            f"tokenized into {len(enc['input_ids'])} sequences")
+        for i, ex in enumerate(chunk):
+            row = {k: v[i * n_choices:(i + 1) * n_choices] for k, v in enc.items()}
+            yield row | {"label": ex["label"], LENGTH: max(len(x) for x in row["input_ids"])}
+
+
+def check_choices(examples: list[dict], origin: str) -> int:
+    """The number of choices, the same in every example: the choices of all examples are tokenized
+    as one flat list and cut back per example, so a ragged set would shift choices between examples."""
+    n = len(examples[0]["choices"]) if examples else 0
+    for i, ex in enumerate(examples):
+        if len(ex["choices"]) != n:
+            raise DataError(f"{origin or 'task data'}: example {i + 1} has {len(ex['choices'])} choices where "
+                            f"the first has {n}; a multiple-choice task needs the same number in every example")
+    return n
 
 
 def _tokenize(tokenizer, firsts, seconds, max_length):
@@ -55,21 +95,64 @@ def _tokenize(tokenizer, firsts, seconds, max_length):
     return {k: enc[k] for k in keep}
 
 
-def encode_cached(examples, tokenizer, *, kind, max_length, key: str, cache_dir: Path | None) -> list[dict]:
-    if cache_dir is None:
-        return encode(examples, tokenizer, kind=kind, max_length=max_length)
-    path = Path(cache_dir) / "tokenized" / f"{key}.pt"
-    if path.is_file():
+def _build(examples, tokenizer, *, kind, max_length, origin, key, work_dir: Path, keep_in_memory: bool):
+    """Write the encoded examples to Arrow in batches (never all of them as Python objects at once)."""
+    if kind == "multiple_choice":
+        check_choices(examples, origin)  # before the builder, which would wrap the error in its own
+
+    def rows():
+        yield from encode(examples, tokenizer, kind=kind, max_length=max_length, origin=origin)
+    # fingerprint=key: the builder would otherwise hash the whole example list to name its files
+    try:
+        return datasets.Dataset.from_generator(rows, features=features(kind, tokenizer), cache_dir=str(work_dir),
+                                               keep_in_memory=keep_in_memory, fingerprint=key)
+    except datasets.exceptions.DatasetGenerationError as e:
+        if isinstance(e.__cause__, DataError):
+            raise e.__cause__ from None
+        raise
+
+
+def encode_cached(examples, tokenizer, *, kind, max_length, key: str, cache_dir: Path | None,
+                  origin: str = "") -> datasets.Dataset:
+    """The encoded examples as a Dataset: memory-mapped from cache_dir/tokenized/<key>/, built there
+    on first use; in memory when there is no cache dir."""
+    with _quiet():
+        if cache_dir is None:
+            with tempfile.TemporaryDirectory() as work:
+                return _build(examples, tokenizer, kind=kind, max_length=max_length, origin=origin, key=key,
+                              work_dir=Path(work), keep_in_memory=True)
+        path = Path(cache_dir) / "tokenized" / key
+        if path.is_dir():
+            try:
+                cached = datasets.load_from_disk(str(path))
+                if len(cached) == len(examples):
+                    return cached
+            except Exception as e:  # a damaged cache entry is rebuilt, never trusted
+                log.warning("ignoring unreadable tokenization cache %s (%s)", path, e)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{key}.tmp-"))
         try:
-            cached = torch.load(path, weights_only=True)
-            if len(cached) == len(examples):
-                return cached
-        except Exception as e:  # a damaged cache file is rebuilt, never trusted
-            log.warning("ignoring unreadable tokenization cache %s (%s)", path, e)
-    encoded = encode(examples, tokenizer, kind=kind, max_length=max_length)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(encoded, tmp)
-    os.replace(tmp, path)
-    return encoded
+            built = _build(examples, tokenizer, kind=kind, max_length=max_length, origin=origin, key=key,
+                           work_dir=work / "build", keep_in_memory=False)
+            built.save_to_disk(str(work / "final"))
+            del built
+            shutil.rmtree(path, ignore_errors=True)  # an unreadable or stale entry
+            try:
+                os.replace(work / "final", path)
+            except OSError:  # a parallel job renamed its identical copy into place first
+                pass
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return datasets.load_from_disk(str(path))
+
+
+class _quiet:
+    """Hide datasets' progress bars (one per split per trial) while building and loading."""
+
+    def __enter__(self):
+        self.was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+
+    def __exit__(self, *exc):
+        if self.was_enabled:
+            datasets.enable_progress_bars()
