@@ -177,8 +177,10 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             "trivial_baseline": result.baseline, "diverged": result.module.diverged,
             "train_examples": len(result.data.train_set), "eval_examples": len(result.data.eval_set),
             "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None}
-        if result.module.diverged or not _finite_weights(result.module.model):
-            write_json_atomic(record, stage_info | {"diverged": True, "run_id": RUN_ID})
+        finite = _finite_weights(result.module.model)
+        if result.module.diverged or not finite:
+            write_json_atomic(record, stage_info | {"diverged": True, "nonfinite_loss": bool(result.module.diverged),
+                                                    "finite_weights": finite, "run_id": RUN_ID})
             shutil.rmtree(tmp, ignore_errors=True)
             raise DivergedError(_diverged_message(name, key, record, "while training"))
         # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
