@@ -1,11 +1,14 @@
 """The report on sweeps whose right answers are known by construction.
 
-Vanilla scores 0.50/0.60/0.70/0.80 and realfake 0.60/0.70/0.80/0.90 on the same four cells
-(seed x lr), so every paired difference is 0.1; vanilla's 0.50 is under the 0.53 majority baseline.
+Vanilla scores 0.50/0.60/0.70/0.80 and realfake 0.54/0.68/0.82/0.96 on the same four cells
+(seed x lr), so the paired differences are 0.04, 0.08, 0.12, 0.16: mean 0.10, with a spread, so
+the t-test has a real p-value. Vanilla's 0.50 is under the 0.53 trivial baseline.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -13,25 +16,41 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 
 from stilts_lab.report import collect_trials, comparison_table, main, write_report
+from stilts_lab.report.stats import bootstrap_delta_ci, bootstrap_mean_ci, paired_tests
 from stilts_lab.results import write_json_atomic
 
 BASELINE = 0.53
 CELLS = [(12, 1e-5), (12, 2e-5), (42, 1e-5), (42, 2e-5)]
 VANILLA = [0.50, 0.60, 0.70, 0.80]
-REALFAKE = [0.60, 0.70, 0.80, 0.90]
+REALFAKE = [0.54, 0.68, 0.82, 0.96]
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
 
 
 def write_trial(path: Path, intermediate: str, seed: int, lr: float, best: float | None,
                 status: str = "ok", target_size: int | None = None,
-                intermediate_size: int | None = None) -> dict:
-    config = {"seed": seed, "model": {"name": "minilm_l6"},
-              "intermediate": {"name": intermediate, "train_size": intermediate_size},
-              "target": {"name": "rte", "train_size": target_size},
-              "optim": {"lr": lr, "warmup_ratio": 0.1}, "data": {"batch_size": 16}}
+                intermediate_size: int | None = None, config: dict | None = None,
+                baseline_key: str = "trivial_baseline") -> dict:
+    """One metrics.json as pipeline.run writes it; `config` overrides nested config keys."""
+    base = {"seed": seed, "model": {"name": "minilm_l6", "lr": 1e-4},
+            "intermediate": {"name": intermediate, "train_size": intermediate_size,
+                             "format": "realfake" if intermediate.startswith("realfake") else "jsonl"},
+            "generator": {"name": "smollm2_135m", "top_p": 0.9},
+            "target": {"name": "rte", "train_size": target_size, "eval_size": None},
+            "optim": {"lr": lr, "warmup_ratio": 0.1}, "data": {"batch_size": 16, "split_seed": 0},
+            "trainer": {"max_epochs": 3, "num_threads": None},
+            "paths": {"data_dir": "/data", "cache_dir": "/cache"}}
+    config = merge(base, config or {})
     hparams = {"lr": lr, "batch_size": 16, "warmup_ratio": 0.1, "max_epochs": 3,
                "train_size": target_size}
     metrics = {
@@ -39,7 +58,7 @@ def write_trial(path: Path, intermediate: str, seed: int, lr: float, best: float
         "model": "minilm_l6", "intermediate": intermediate, "target": "rte", "seed": seed,
         "hparams": hparams, "metric_name": "accuracy",
         "dev_metric_per_epoch": [] if best is None else [best],
-        "best_dev_metric": best, "last_dev_metric": best, "trivial_baseline": BASELINE,
+        "best_dev_metric": best, "last_dev_metric": best, baseline_key: BASELINE,
         "train_seconds": 1.0, "examples_per_second": 100.0, "status": status,
         "error": "CUDA out of memory" if status == "failed" else None, "config": config}
     write_json_atomic(path / "metrics.json", metrics)
@@ -52,14 +71,22 @@ def sweeps(tmp_path: Path) -> Path:
     root = tmp_path / "multirun"
     for n, ((seed, lr), v, r) in enumerate(zip(CELLS, VANILLA, REALFAKE)):
         # status "ok" even under the baseline: the report must flag it from the score alone.
-        write_trial(root / "vanilla" / str(n), "none", seed, lr, v)
+        # Settings that never change a result (paths, threads) differ, and must not split arms.
+        write_trial(root / "vanilla" / str(n), "none", seed, lr, v,
+                    config={"paths": {"data_dir": f"/data{n}"}, "trainer": {"num_threads": n}})
         write_trial(root / "2026-01-01" / "12-00" / "realfake" / str(n), "realfake", seed, lr, r)
     write_trial(root / "vanilla" / "9", "realfake", 42, 3e-5, None, status="failed")
     # An older run of vanilla's first cell: same config_hash, a score that would move every statistic.
     stale = root / "rerun" / "0" / "metrics.json"
-    write_trial(stale.parent, "none", *CELLS[0], 0.99)
+    write_trial(stale.parent, "none", *CELLS[0], 0.99, config={"paths": {"data_dir": "/data0"},
+                                                                 "trainer": {"num_threads": 0}})
     os.utime(stale, (1_000_000, 1_000_000))
     return root
+
+
+def rows_of(text: str, first_cell: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
 
 
 def test_results_csv_one_row_per_trial(sweeps, tmp_path):
@@ -67,7 +94,7 @@ def test_results_csv_one_row_per_trial(sweeps, tmp_path):
     df = pd.read_csv(tmp_path / "out" / "results.csv")
     assert len(df) == 9  # 4 vanilla + 4 realfake + 1 failed; the stale re-run dropped
     for column in ["config_hash", "model", "intermediate", "target", "seed", "best_dev_metric",
-                   "last_dev_metric", "metric_name", "trivial_baseline", "status",
+                   "last_dev_metric", "metric_name", "trivial_baseline", "status", "settings",
                    "train_seconds", "examples_per_second", "path", "config.optim.lr",
                    "config.data.batch_size", "config.intermediate.name", "config.target.train_size"]:
         assert column in df.columns, column
@@ -88,31 +115,118 @@ def test_summary_has_hand_computed_statistics(sweeps, tmp_path):
     summary = (tmp_path / "out" / "summary.md")
     write_report([sweeps], summary.parent)
     text = summary.read_text()
+    # One arm each: data_dir and num_threads differ between vanilla trials, and change no result.
+    assert "settings" not in text.split("How to read")[0]
     # sample std of 0.5, 0.6, 0.7, 0.8 = sqrt(0.05 / 3) = 0.1291; diverged trial included.
     assert "| vanilla | 4 | 0 | 1 | 0.6500 | 0.1291 | 0.6500 | 0.5000 | 0.8000 |" in text
-    assert "| realfake | 4 | 1 | 0 | 0.7500 | 0.1291 | 0.7500 | 0.6000 | 0.9000 |" in text
+    # realfake: deviations from 0.75 are -.21 -.07 .07 .21: sqrt(0.098 / 3) = 0.1807
+    assert "| realfake | 4 | 1 | 0 | 0.7500 | 0.1807 | 0.7500 | 0.5400 | 0.9600 |" in text
     # The vanilla row comes first.
     assert text.index("| vanilla |") < text.index("| realfake |")
-    assert "dev accuracy" in text and "Majority-class baseline: 0.5300" in text
+    assert "dev accuracy" in text and "Trivial baseline (majority class): 0.5300" in text
     assert "Dropped 1 duplicate" in text
-    row = next(line for line in text.splitlines() if line.startswith("| realfake | 0.1000 ["))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1].startswith("0.1000 [")  # delta mean
-    assert cells[2].startswith("0.1000 [")  # delta max
-    assert cells[3:6] == ["4", "0.1000", "0.1250"]  # pairs, mean paired diff, exact Wilcoxon p
-    assert cells[6] == "n/a (differences have no spread)"  # the t statistic would be infinite
+    [cells] = [r for r in rows_of(text, "realfake") if r[1].startswith("0.")]
+    assert cells[1].startswith("0.1000 [")  # delta mean: 0.75 - 0.65
+    assert cells[2].startswith("0.1600 [")  # delta max: 0.96 - 0.80
+    # pairs, mean paired diff, exact Wilcoxon p (all 4 signs positive: 2 / 2^4)
+    assert cells[3:6] == ["4", "0.1000", "0.1250"]
+    # t = mean / (sd / sqrt 4) with deviations -.06 -.02 .02 .06: sd = sqrt(.008 / 3), t = sqrt(15);
+    # two-sided p at 3 degrees of freedom = 0.0305
+    assert cells[6] == "0.0305"
 
 
-def test_bootstrap_contains_truth_and_is_deterministic(sweeps, tmp_path):
+def test_paired_tests_say_why_when_there_is_no_p_value():
+    same = paired_tests(np.array([0.1, 0.1, 0.1]))
+    assert same.pairs == 3 and same.mean_diff == pytest.approx(0.1) and same.wilcoxon_p is not None
+    assert same.ttest_p is None and same.ttest_note == "differences have no spread"
+    # float noise (0.6 - 0.5 != 0.7 - 0.6) must not turn "no spread" into a tiny spread
+    assert paired_tests(np.array([0.6, 0.7, 0.8]) - np.array([0.5, 0.6, 0.7])).ttest_p is None
+    zero = paired_tests(np.zeros(3))
+    assert zero.wilcoxon_p is None and zero.wilcoxon_note == "all differences are zero"
+    assert paired_tests(np.array([0.2])).ttest_note == "only 1 pair"
+    assert paired_tests(np.array([])).wilcoxon_note == "no matching pairs"
+
+
+def exact_bootstrap(arm, vanilla, statistic) -> tuple[float, float]:
+    """2.5 and 97.5 percentiles over every resample of each arm (4^4 x 4^4, equally likely)."""
+    def all_resamples(x):
+        return np.array([statistic(np.array(s)) for s in itertools.product(x, repeat=len(x))])
+    deltas = np.subtract.outer(all_resamples(arm), all_resamples(vanilla)).ravel()
+    lo, hi = np.percentile(deltas, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+@pytest.mark.parametrize("statistic", [np.mean, np.max])
+def test_bootstrap_matches_the_exact_distribution(statistic):
+    got = bootstrap_delta_ci(np.array(REALFAKE), np.array(VANILLA), statistic)
+    lo, hi = exact_bootstrap(REALFAKE, VANILLA, statistic)
+    # 10,000 resamples: within one grid step (0.01) of the exact percentiles. A paired resampling
+    # would give about [0.06, 0.14] for the mean, far inside the exact [-0.09, 0.29].
+    assert got.low == pytest.approx(lo, abs=0.01) and got.high == pytest.approx(hi, abs=0.01)
+    assert got == bootstrap_delta_ci(np.array(REALFAKE), np.array(VANILLA), statistic)  # fixed seed
+
+
+def test_bootstrap_flags_one_trial():
+    one = bootstrap_delta_ci(np.array([0.7]), np.array(VANILLA), np.mean)
+    assert one.low is None and one.high is None and "2+ trials" in one.note
+    assert bootstrap_mean_ci(np.array([0.7])).low is None
+    # the mean of 0.5, 0.6, 0.7, 0.8 resampled: exact 2.5/97.5 percentiles 0.5500 and 0.7500
+    ci = bootstrap_mean_ci(np.array(VANILLA))
+    assert ci.low == pytest.approx(0.55, abs=0.01) and ci.high == pytest.approx(0.75, abs=0.01)
+
+
+def test_report_is_deterministic(sweeps, tmp_path):
     df = collect_trials([sweeps])
-    first, second = comparison_table(df), comparison_table(df)
-    for name in ["delta_mean_ci", "delta_max_ci"]:
-        lo, hi = first.loc[0, name]
-        assert lo < 0.1 < hi and lo < hi
-        assert first.loc[0, name] == second.loc[0, name]
+    assert comparison_table(df).loc[0, "delta_mean_ci"] == comparison_table(df).loc[0, "delta_mean_ci"]
     write_report([sweeps], tmp_path / "a")
     write_report([sweeps], tmp_path / "b")
     assert (tmp_path / "a" / "summary.md").read_bytes() == (tmp_path / "b" / "summary.md").read_bytes()
+
+
+def test_arms_split_by_every_setting_outside_the_grid(sweeps, tmp_path):
+    """Vanilla on another dev subset, and real-fake from another generator, are arms of their own:
+    never pooled, never paired across dev subsets."""
+    for n, ((seed, lr), best) in enumerate(zip(CELLS, [0.30, 0.30, 0.30, 0.30])):
+        write_trial(sweeps / "small_dev" / str(n), "none", seed, lr, best, config={"target": {"eval_size": 100}})
+        write_trial(sweeps / "small_dev_rf" / str(n), "realfake", seed, lr, best + 0.02 * n,
+                    config={"target": {"eval_size": 100}})
+    for n, ((seed, lr), best) in enumerate(zip(CELLS, [0.91, 0.92, 0.93, 0.94])):
+        write_trial(sweeps / "gpt2" / str(n), "realfake", seed, lr, best,
+                    config={"generator": {"name": "gpt2_medium"}})
+        # the generator does not concern vanilla: this is the same vanilla arm as the fixture's
+    written = write_report([sweeps], tmp_path / "out")
+    text = written["summary.md"].read_text()
+    arms = {tuple(r[:2]): r for r in rows_of(text, "vanilla") + rows_of(text, "realfake") if r[2].isdigit()}
+    assert set(arms) == {("vanilla", "target.eval_size=null"), ("vanilla", "target.eval_size=100"),
+                         ("realfake", "generator.name=smollm2_135m, target.eval_size=null"),
+                         ("realfake", "generator.name=smollm2_135m, target.eval_size=100"),
+                         ("realfake", "generator.name=gpt2_medium, target.eval_size=null")}
+    assert arms[("vanilla", "target.eval_size=null")][5] == "0.6500"  # not pooled with the 0.30s
+    assert arms[("realfake", "generator.name=gpt2_medium, target.eval_size=null")][5] == "0.9250"
+    comp = {tuple(r[:2]): r for r in rows_of(text, "realfake") if r[2].startswith(("0.", "-0.", "n/a"))}
+    # each real-fake arm against the vanilla arm on its own dev subset: 0.30 vs 0.30 + 0.02n
+    assert comp[("realfake", "generator.name=smollm2_135m, target.eval_size=100")][2].startswith("0.0300 [")
+    assert comp[("realfake", "generator.name=smollm2_135m, target.eval_size=null")][2].startswith("0.1000 [")
+    assert comp[("realfake", "generator.name=gpt2_medium, target.eval_size=null")][2].startswith("0.2750 [")
+    assert all(r[4] == "4" for r in comp.values())  # four pairs each, none across dev subsets
+    assert_png(written["violin_rte.png"])
+
+
+def test_arm_without_matching_vanilla_is_not_compared(tmp_path):
+    for n, (seed, lr) in enumerate(CELLS):
+        write_trial(tmp_path / "s" / f"v{n}", "none", seed, lr, 0.6, config={"data": {"split_seed": 1}})
+        write_trial(tmp_path / "s" / f"r{n}", "realfake", seed, lr, 0.7, config={"data": {"split_seed": 2}})
+    text = write_report([tmp_path / "s"], tmp_path / "out")["summary.md"].read_text()
+    [row] = [r for r in rows_of(text, "realfake") if r[2].startswith("n/a")]
+    assert row[1] == "data.split_seed=2" and row[2] == "n/a (no vanilla arm with these settings)"
+    assert row[4] == "0"  # no pairs
+
+
+def test_older_baseline_key_is_read(tmp_path):
+    for n, (seed, lr) in enumerate(CELLS):
+        write_trial(tmp_path / "old" / str(n), "none", seed, lr, 0.5, baseline_key="majority_baseline")
+    df = collect_trials([tmp_path / "old"])
+    assert (df["trivial_baseline"] == BASELINE).all() and df["diverged"].all()
 
 
 def assert_png(path: Path) -> None:
@@ -140,6 +254,7 @@ def test_factor_target_train_size(tmp_path):
         for n, ((seed, lr), best) in enumerate(zip(CELLS, values)):
             write_trial(tmp_path / "sweep" / f"{name}-{size}-{n}", name, seed, lr, best,
                         target_size=size)
+    write_trial(tmp_path / "sweep" / "one", "realfake", 12, 1e-5, 0.9, target_size=5000)
     written = write_report([tmp_path / "sweep"], tmp_path / "out", factor="target.train_size")
     assert_png(written["factor_rte_target.train_size.png"])
     text = written["summary.md"].read_text()
@@ -148,12 +263,16 @@ def test_factor_target_train_size(tmp_path):
     assert "| vanilla | 1000 | 2 | 0.7500 | 0.0707 |" in text
     assert "| realfake | 100 | 2 | 0.7000 | 0.1414 |" in text
     assert "| realfake | 1000 | 2 | 0.9000 | 0.0707 |" in text
+    assert "| realfake | 5000 | 1 | 0.9000 | n/a | n/a (needs 2+ trials per arm) |" in text
+    # Outside the factor table the sizes are arms, each against vanilla of its own size.
+    assert "| realfake | target.train_size=1000 | 0.1500 [" in text
 
 
 def test_factor_intermediate_train_size_with_vanilla_reference(tmp_path):
     """Vanilla has no intermediate.train_size: it is a reference, not a point on the axis."""
     for n, ((seed, lr), best) in enumerate(zip(CELLS, [0.50, 0.60])):
-        write_trial(tmp_path / "sweep" / f"none-{n}", "none", seed, lr, best)
+        # the shared intermediate block sets a size for vanilla too; it does not concern it
+        write_trial(tmp_path / "sweep" / f"none-{n}", "none", seed, lr, best, intermediate_size=500)
     for size, values in {2000: [0.60, 0.70], 30000: [0.80, 0.90]}.items():
         for n, ((seed, lr), best) in enumerate(zip(CELLS, values)):
             write_trial(tmp_path / "sweep" / f"rf-{size}-{n}", "realfake", seed, lr, best,
@@ -163,8 +282,10 @@ def test_factor_intermediate_train_size_with_vanilla_reference(tmp_path):
     text = written["summary.md"].read_text()
     assert "| vanilla | null | 2 | 0.5500 |" in text
     assert "| realfake | 2000 | 2 | 0.6500 |" in text and "| realfake | 30000 | 2 | 0.8500 |" in text
-    # Two realfake trials per (seed, lr) cell: each cell pairs once, with their mean.
-    assert "| realfake | 0.2000 [" in text
+    # Each size is an arm, paired with vanilla cell by cell: 0.10 and 0.30, never their mean.
+    assert "| vanilla | - | 2 |" in text
+    assert "| realfake | intermediate.train_size=2000 | 0.1000 [" in text
+    assert "| realfake | intermediate.train_size=30000 | 0.3000 [" in text
 
 
 def test_unknown_factor_is_a_clear_error(sweeps, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """The statistics behind the report: bootstrap intervals and paired tests over trial scores.
 
-Plain numpy/scipy on arrays of scores, so they can be checked by hand; report.py decides what
+Plain numpy/scipy on arrays of scores, so they can be checked by hand; tables.py decides what
 goes into each array. Every function says "n/a" (None plus a reason) rather than inventing a value.
 """
 from __future__ import annotations
@@ -20,27 +20,46 @@ BOOTSTRAP_SEED = 0
 DIFF_DECIMALS = 10
 
 
+@dataclass
+class Interval:
+    """A 95% bootstrap interval, or None with the reason there is none."""
+    low: float | None
+    high: float | None
+    note: str = ""  # why low/high are None; empty when they are numbers
+
+
+def _too_few(*samples: np.ndarray) -> str:
+    # scipy.stats.bootstrap refuses a sample of one as well: resampling one value gives a
+    # zero-width "interval" that says nothing about the spread.
+    return "needs 2+ trials per arm" if min(len(s) for s in samples) < 2 else ""
+
+
 def bootstrap_delta_ci(arm: np.ndarray, vanilla: np.ndarray, statistic: Callable,
-                       resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+                       resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Interval:
     """95% percentile interval of statistic(arm) - statistic(vanilla), resampling the trials of
     each arm independently with replacement (the arms are separate sweeps, not paired draws)."""
-    rng = np.random.default_rng(seed)
     arm, vanilla = np.asarray(arm, float), np.asarray(vanilla, float)
-    arm_draws = arm[rng.integers(0, len(arm), (resamples, len(arm)))]
-    vanilla_draws = vanilla[rng.integers(0, len(vanilla), (resamples, len(vanilla)))]
-    deltas = statistic(arm_draws, axis=1) - statistic(vanilla_draws, axis=1)
-    lo, hi = np.percentile(deltas, [2.5, 97.5])
-    return float(lo), float(hi)
+    if note := _too_few(arm, vanilla):
+        return Interval(None, None, note)
+
+    def delta(a, v, axis):
+        return statistic(a, axis=axis) - statistic(v, axis=axis)
+
+    # Percentile, not scipy's default BCa: BCa's jackknife is meaningless for the max of a few trials.
+    ci = stats.bootstrap((arm, vanilla), delta, paired=False, vectorized=True, n_resamples=resamples,
+                         method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return Interval(float(ci.low), float(ci.high))
 
 
 def bootstrap_mean_ci(scores: np.ndarray, resamples: int = RESAMPLES,
-                      seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95% percentile interval of the mean of one arm (a single trial gives a zero-width interval)."""
-    rng = np.random.default_rng(seed)
+                      seed: int = BOOTSTRAP_SEED) -> Interval:
+    """95% percentile interval of the mean of one arm."""
     scores = np.asarray(scores, float)
-    means = scores[rng.integers(0, len(scores), (resamples, len(scores)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    if note := _too_few(scores):
+        return Interval(None, None, note)
+    ci = stats.bootstrap((scores,), np.mean, vectorized=True, n_resamples=resamples,
+                         method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return Interval(float(ci.low), float(ci.high))
 
 
 @dataclass

@@ -1,0 +1,110 @@
+"""summary.md: per (target, model), the arms' statistics, each arm against vanilla, a factor's levels."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from stilts_lab.report.arms import GRID, arm_label
+from stilts_lab.report.collect import metric_names, sections
+from stilts_lab.report.stats import RESAMPLES, Interval
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _p(p: float | None, note: str) -> str:
+    if p is None:
+        return f"n/a ({note})"
+    # 4 decimals would print a tiny p-value as 0.0000.
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _ci(ci: Interval) -> str:
+    return f"n/a ({ci.note})" if ci.low is None else f"[{ci.low:.4f}, {ci.high:.4f}]"
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _with_settings(show: bool, header: list[str]) -> list[str]:
+    return header[:1] + ["settings"] + header[1:] if show else header
+
+
+def _row(show: bool, r: dict, cells: list) -> list:
+    return [arm_label(r["intermediate"])] + ([r["settings"] or "-"] if show else []) + cells
+
+
+def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFrame,
+                   dirs: Sequence[Path], factor: str | None = None,
+                   factors: pd.DataFrame | None = None) -> str:
+    lines = ["# Intermediate-task fine-tuning report", "",
+             f"{len(df)} trials from {', '.join(str(d) for d in dirs)}; "
+             f"{int((~df['scored']).sum())} failed, {int(df['diverged'].sum())} diverged."]
+    if df.attrs.get("duplicates_dropped"):
+        lines.append(f"Dropped {df.attrs['duplicates_dropped']} duplicate trial(s) "
+                     "(same config_hash; kept the newest metrics.json).")
+    if df.attrs.get("unreadable"):
+        lines.append(f"Skipped {df.attrs['unreadable']} unreadable metrics.json file(s).")
+
+    for model, target, section in sections(df):
+        def mine(table: pd.DataFrame) -> list[dict]:
+            if not len(table):
+                return []
+            return table[(table["model"] == model) & (table["target"] == target)].to_dict("records")
+
+        metric = metric_names(section) or "n/a"
+        baselines = ", ".join(_num(b) for b in sorted(set(section["trivial_baseline"].dropna())))
+        show = bool(section["settings"].astype(bool).any())
+        lines += ["", f"## {target} (model {model}): dev {metric}",
+                  "", f"Trivial baseline (majority class): {baselines or 'n/a'}.", ""]
+        lines += _md_table(
+            _with_settings(show, ["intermediate", "trials", "failed", "diverged", "mean", "std",
+                                  "median", "min", "max"]),
+            (_row(show, r, [r["trials"], r["failed"], r["diverged"], _num(r["mean"]), _num(r["std"]),
+                            _num(r["median"]), _num(r["min"]), _num(r["max"])]) for r in mine(arms)))
+
+        comp = mine(comparisons)
+        if comp:
+            lines += ["", f"### Against vanilla (difference in dev {metric})", ""]
+            rows = []
+            for r in comp:
+                t = r["paired"]
+                if r["no_delta"]:
+                    mean_cell = max_cell = f"n/a ({r['no_delta']})"
+                else:
+                    mean_cell = f"{_num(r['delta_mean'])} {_ci(r['delta_mean_ci'])}"
+                    max_cell = f"{_num(r['delta_max'])} {_ci(r['delta_max_ci'])}"
+                rows.append(_row(show, r, [mean_cell, max_cell, t.pairs, _num(t.mean_diff),
+                                           _p(t.wilcoxon_p, t.wilcoxon_note), _p(t.ttest_p, t.ttest_note)]))
+            lines += _md_table(_with_settings(show, ["intermediate", "Δ mean [95% CI]", "Δ max [95% CI]",
+                                                     "pairs", "mean paired Δ", "Wilcoxon p", "paired t p"]),
+                               rows)
+
+        ft = mine(factors) if factors is not None else []
+        if ft:
+            show_f = any(r["settings"] for r in ft)
+            lines += ["", f"### Factor: {factor}", ""]
+            lines += _md_table(_with_settings(show_f, ["intermediate", factor, "n", "mean", "std", "mean 95% CI"]),
+                               (_row(show_f, r, [r["value"], r["n"], _num(r["mean"]), _num(r["std"]),
+                                                 _ci(r["ci"])]) for r in ft))
+
+    grid = ", ".join(c.removeprefix("config.") for c in GRID)
+    lines += ["", "How to read: an arm is the trials of one intermediate task whose settings differ only in "
+              f"the grid's own hyperparameters ({grid}); `settings` lists what else differs between "
+              "arms (arms with other settings are never pooled). `trials` are the scored trials every "
+              "statistic uses, diverged ones included (status diverged, or best dev metric at or below "
+              "the trivial baseline); failed trials have no score and only appear in `failed`. std is "
+              "the sample std (n-1). Δ is the intermediate arm minus the vanilla arm with the same "
+              "settings; its interval is a 95% percentile bootstrap (scipy.stats.bootstrap, "
+              f"{RESAMPLES:,} resamples, each arm resampled independently, fixed seed; an arm of one "
+              "trial has none); an interval that excludes 0 suggests a real difference. The bootstrap "
+              "of the max is biased low with few trials: read Δ max as rough. Pairs fill the same grid "
+              f"cell ({grid}); a cell holding several trials of one arm contributes their mean. "
+              "Δ > 0 favours the intermediate task.", ""]
+    return "\n".join(lines)

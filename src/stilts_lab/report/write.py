@@ -1,0 +1,65 @@
+"""One report: collect the trials, compute the tables, write results.csv, summary.md and the plots."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from stilts_lab.errors import StiltsError
+from stilts_lab.report.collect import collect_trials, metric_names, sections
+from stilts_lab.report.markdown import render_summary
+from stilts_lab.report.plots import paper_style, plot_factor, plot_violins
+from stilts_lab.report.tables import arm_table, comparison_table, factor_table
+from stilts_lab.results import METRICS_FILE
+
+# Columns assign_arms adds for grouping; results.csv keeps the readable `settings` instead.
+INTERNAL = ["arm", "arm_sort", "vanilla_arm", "cell"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
+
+
+def write_report(dirs: Sequence[Path], out: Path | None = None,
+                 factor: str | None = None) -> dict[str, Path]:
+    """Write results.csv, summary.md and the plots into `out`; returns {file name: path}."""
+    dirs = [Path(d) for d in dirs]
+    df = collect_trials(dirs)
+    if df.empty:
+        unreadable = f" ({df.attrs['unreadable']} unreadable)" if df.attrs.get("unreadable") else ""
+        raise StiltsError(f"no {METRICS_FILE} found under {', '.join(str(d) for d in dirs)}"
+                          + unreadable)
+    out = Path(out) if out is not None else dirs[0] / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    def keep(path: Path) -> None:
+        written[path.name] = path
+
+    factors = factor_table(df, factor) if factor else None
+    arms, comparisons = arm_table(df), comparison_table(df)
+    df.drop(columns=INTERNAL).to_csv(out / "results.csv", index=False)
+    keep(out / "results.csv")
+    (out / "summary.md").write_text(
+        render_summary(df, arms, comparisons, dirs, factor, factors), encoding="utf-8")
+    keep(out / "summary.md")
+
+    print(f"{len(df)} trials ({int((~df['scored']).sum())} failed, {int(df['diverged'].sum())} "
+          f"diverged); dropped {df.attrs['duplicates_dropped']} duplicate(s) by config_hash")
+    several_models = df["model"].nunique() > 1
+    for model, target, section in sections(df):
+        stem = _slug(f"{target}_{model}" if several_models else target)
+        metric = metric_names(section) or "metric"
+        if section["scored"].any():
+            with paper_style():
+                plot_violins(section, out / f"violin_{stem}.png",
+                             f"{target}: dev {metric} over the grid ({model})")
+            keep(out / f"violin_{stem}.png")
+        if factors is not None:
+            ft = factors[(factors["model"] == model) & (factors["target"] == target)]
+            if len(ft):
+                path = out / f"factor_{stem}_{_slug(factor)}.png"
+                with paper_style():
+                    plot_factor(ft, factor, path, f"{target}: dev {metric} by {factor} ({model})", metric)
+                keep(path)
+    return written
