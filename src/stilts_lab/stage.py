@@ -48,7 +48,9 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda")
     data = TaskDataModule(task, tokenizer, batch_size=settings.batch_size, seed=seed, split_seed=split_seed,
                           data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
-                          eval_batch_size=trainer_cfg.get("eval_batch_size"), num_workers=num_workers)
+                          eval_batch_size=trainer_cfg.get("eval_batch_size"), num_workers=num_workers,
+                          pin_memory=bool(trainer_cfg.get("pin_memory")) and on_gpu,
+                          pad_to_multiple_of=trainer_cfg.get("pad_to_multiple_of"))
     data.setup()
     kind = task["kind"]
     head_kwargs = {"num_labels": data.num_labels} if kind != "multiple_choice" else {}
