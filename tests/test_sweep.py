@@ -32,20 +32,62 @@ def job_logs(sweep_dir: Path) -> str:
     return "\n".join(p.read_text() for p in sweep_dir.glob("*/*.log"))
 
 
+# A small intermediate stage on real COPA rows: no generator to load, seconds to train.
+COPA_INTERMEDIATE = ["intermediate=copa", "intermediate.train_size=16", "intermediate.eval_size=8",
+                     "intermediate.max_steps=2", "intermediate.batch_size=8"]
+
+
 @pytest.mark.slow
-def test_parallel_sweep_trains_the_intermediate_once(tmp_path, data_dir, cache_dir):
-    sweep_dir = tmp_path / "sweep"
-    # intermediate.lr makes this key unlike any other test's, so the checkpoint is new here
-    r = sweep(["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "trainer.num_threads=1",
-               "intermediate=realfake", "intermediate.train_size=24", "intermediate.eval_size=8",
-               "intermediate.max_epochs=1", "intermediate.lr=2e-4", "seed=1,2", "optim.warmup_ratio=0,0.1"],
-              data_dir=data_dir, cache_dir=cache_dir, sweep_dir=sweep_dir)
+def test_parallel_sweep_trains_the_intermediate_once(tmp_path, data_dir):
+    """4 joblib workers start at once on trials that need the same intermediate checkpoint: one
+    trains it under the file lock, the other three wait and reuse it. Resumed without the README's
+    parallel settings (sequential, all threads), the sweep finds every trial finished."""
+    sweep_dir, cache = tmp_path / "sweep", tmp_path / "cache"  # a fresh cache: the training happens here
+    args = COPA_INTERMEDIATE + ["seed=1,2,3,4"]
+    r = sweep(["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "trainer.num_threads=1", *args],
+              data_dir=data_dir, cache_dir=cache, sweep_dir=sweep_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     trials = trial_metrics(sweep_dir)
     assert len(trials) == 4 and all(m["status"] in ("ok", "diverged") for m in trials.values())
     assert len({m["intermediate_checkpoint"]["path"] for m in trials.values()}) == 1
     assert len({m["config_hash"] for m in trials.values()}) == 4
+    assert len({m["run_id"] for m in trials.values()}) == 1  # the workers share the command's id
     assert job_logs(sweep_dir).count("training intermediate stage") == 1
+    assert job_logs(sweep_dir).count("reusing intermediate checkpoint") == 3
+
+    before = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/metrics.json")}
+    r = sweep(args, data_dir=data_dir, cache_dir=cache, sweep_dir=sweep_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("skipping finished trial") == 4
+    assert {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/metrics.json")} == before
+
+
+def test_sweep_exit_code_counts_this_commands_failures(tmp_path, monkeypatch, capsys):
+    """After all trials ran: exit 1 when any trial of this command failed, listing where each error
+    is; failures left by an earlier command in the same folder are not this command's."""
+    from omegaconf import OmegaConf
+
+    from stilts_lab.sweep_status import SweepExitCode
+
+    def trial(num, status, run_id, error=None):
+        (tmp_path / num).mkdir()
+        (tmp_path / num / "metrics.json").write_text(json.dumps({"status": status, "run_id": run_id, "error": error}))
+
+    trial("0", "ok", "now")
+    trial("1", "failed", "now", "DataError: rte/train.tsv:7: unknown label 'maybe'")
+    trial("2", "failed", "earlier", "ConfigError: an older failure")
+    trial("3", "diverged", "now")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    monkeypatch.setenv("STILTS_RUN_ID", "now")
+    with pytest.raises(SystemExit) as exit_:
+        SweepExitCode().on_multirun_end(config)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert err.startswith("error: 1 of the 3 trials this command ran failed")
+    assert f"{tmp_path / '1' / 'metrics.json'}: DataError: rte/train.tsv:7: unknown label 'maybe'" in err
+    assert "older failure" not in err
+    monkeypatch.setenv("STILTS_RUN_ID", "a-command-whose-trials-all-passed")
+    SweepExitCode().on_multirun_end(config)  # returns: exit code 0
 
 
 @pytest.mark.slow

@@ -159,8 +159,10 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             raise DivergedError(_diverged_message(name, key, record, "earlier in this command"))
         if earlier is not None:
             log.warning("intermediate stage %s diverged in an earlier command (%s); trying again", name, record)
+        # Holding the lock, no one else writes this key: temp folders left by killed jobs are garbage.
+        for stale in root.glob(f".{final.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".{final.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         log.info("training intermediate stage %s -> %s", name, final)
         result = train_stage(
             task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
