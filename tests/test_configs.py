@@ -36,14 +36,24 @@ def test_sweep_overrides_accepted_by_both_arms(intermediate):
     assert cfg.intermediate.name == intermediate and cfg.intermediate.train_size == 2000
 
 
-def test_group_options_exist():
-    for group, option in [("model", "minilm_l6"), ("model", "roberta_large"), ("model", "roberta_base"),
-                          ("generator", "smollm2_135m"), ("generator", "gpt2_medium"),
-                          ("trainer", "cpu"), ("trainer", "gpu"), ("intermediate", "none"),
-                          ("intermediate", "realfake"), ("target", "rte")]:
-        cfg = compose_config([f"{group}={option}"])
-        assert cfg[group].name == option if group in ("model", "generator", "intermediate", "target") else True
-    assert compose_config(["trainer=gpu"]).trainer.precision == "bf16-mixed"
+GROUP_OPTIONS = [("model", "minilm_l6"), ("model", "roberta_large"), ("model", "roberta_base"),
+                 ("generator", "smollm2_135m"), ("generator", "gpt2_medium"), ("trainer", "cpu"),
+                 ("trainer", "gpu"), ("intermediate", "none"), ("intermediate", "realfake"), ("target", "rte")]
+
+
+@pytest.mark.parametrize("group, option", GROUP_OPTIONS)
+def test_group_option_is_what_composes(group, option):
+    """Choosing an option puts that file's own values in the group: nothing composed after it
+    (the stage defaults in config.yaml, another group) overrides them."""
+    own = OmegaConf.load(CONF / group / f"{option}.yaml")
+    composed = compose_config([f"{group}={option}"])[group]
+    values = {k: v for k, v in OmegaConf.to_container(own).items()
+              if not (isinstance(v, str) and v.startswith("${"))}  # interpolations resolve elsewhere
+    assert values, f"{group}/{option}.yaml sets nothing of its own"
+    assert {k: OmegaConf.to_container(composed, resolve=True)[k] for k in values} == values
+    others = [o for g, o in GROUP_OPTIONS if g == group and o != option]
+    for other in others:  # and the options of one group are distinguishable
+        assert OmegaConf.to_container(compose_config([f"{group}={other}"])[group]) != OmegaConf.to_container(composed)
 
 
 def test_model_defaults_flow_to_target_stage():
