@@ -1,65 +1,99 @@
-"""Real-fake builder throughput in generated sequences per second: the builder's batched,
-length-grouped generation against one prompt per generate() call (the original code's loop).
-Same generator, prompts, budgets and sampling; both run through realfake.sample_endings.
-    python bench/builder_throughput.py --prompts 32 --fakes 3
-    OMP_NUM_THREADS=1 python bench/builder_throughput.py   # on a CPU shared with other jobs
-"""
+"""Real-fake builder throughput in generated sequences per second, before and after in one run: the
+original code's loop (one prompt per generate() call, float32) against the builder's batched,
+length-sorted generation with the previous defaults (float32, 16 prompts per call) and with the
+current generator config (dtype, batch_size). Same prompts, budgets and sampling for all; every row
+runs through realfake.sample_endings, on the real build's settings (the generator config and the
+task's fakes= recipe: controlled fakes sample a larger budget under a sentence-end ban).
+    python bench/builder_throughput.py --prompts 64
+    python bench/builder_throughput.py --prompts 64 --fakes paper --batch-sizes 16,32,64
+Data: --data-dir, else STILTS_DATA_DIR (the folder holding squad/ and wikitext2/)."""
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from stilts_lab.synth.generator import load_generator
+from stilts_lab.synth.controlled import BanTokens, controlled_budget, sentence_ender_ids
+from stilts_lab.synth.generator import load_generator, resolve_dtype
 from stilts_lab.synth.realfake import candidate_sentences, ending_tokens, sample_endings
 
 REPO = Path(__file__).resolve().parents[1]
+TASK = REPO / "conf/task/realfake.yaml"
+BEFORE = {"dtype": "float32", "batch_size": 16}  # the builder's defaults before this bench's changes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--fakes", type=int, default=3, help="sequences sampled per prompt")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="prompts per generate() call (default: the generator config's)")
+    parser.add_argument("--fakes", choices=("paper", "controlled"), default=OmegaConf.load(TASK).get("fakes", "paper"),
+                        help="fake recipe (default: the realfake task's)")
+    parser.add_argument("--num-fakes", type=int, default=3, help="sequences sampled per prompt")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="comma-separated prompts per call for extra batched rows at the config's dtype")
     parser.add_argument("--generator", type=Path, default=REPO / "conf/generator/smollm2_135m.yaml")
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("STILTS_DATA_DIR", "/work/shared/data"))
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("STILTS_DATA_DIR"))
     parser.add_argument("--cache-dir", type=Path, default=os.environ.get("STILTS_CACHE_DIR", REPO / ".cache"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.data_dir is None:
+        parser.error("no data: pass --data-dir or set STILTS_DATA_DIR to the folder holding squad/ and wikitext2/")
+    sources = [args.data_dir / "squad/train-v1.1.first44articles.json", args.data_dir / "wikitext2/wiki.test.raw"]
+    for path in sources:
+        if not path.is_file():
+            parser.error(f"data file not found: {path} (check --data-dir / STILTS_DATA_DIR)")
 
     gen_cfg = OmegaConf.to_container(OmegaConf.load(args.generator), resolve=True)
-    batch_size = args.batch_size or int(gen_cfg["batch_size"])
-    sources = [args.data_dir / "squad/train-v1.1.first44articles.json", args.data_dir / "wikitext2/wiki.test.raw"]
+    after = {"dtype": resolve_dtype(gen_cfg.get("dtype"), args.device), "batch_size": int(gen_cfg["batch_size"])}
     sentences = candidate_sentences(sources, words_max=30, words_min=20)
     random.Random(args.seed).shuffle(sentences)
-    prompts = [s.prompt for s in sentences[:args.prompts]]
+    sentences = sentences[:args.prompts]
+    prompts = [s.prompt for s in sentences]
 
-    model, tokenizer = load_generator(gen_cfg, args.cache_dir, args.device)
-    budgets = [ending_tokens(tokenizer, s.ending) for s in sentences[:args.prompts]]
-    print(f"{gen_cfg['name']} on {args.device} ({torch.get_num_threads()} threads, load average "
-          f"{os.getloadavg()[0]:.1f}): {len(prompts)} prompts x {args.fakes} fakes, "
-          f"budgets {min(budgets)}-{max(budgets)} tokens ({sum(budgets) / len(budgets):.1f} mean)")
-    # One short call first, so that neither timing pays for one-off kernel and allocator set-up.
-    sample_endings(model, tokenizer, prompts[:2], budgets[:2], num_fakes=args.fakes, gen_cfg=gen_cfg,
-                   seed=args.seed, batch_size=2)
+    # (label, dtype, prompts per call); the first row is the baseline of every ratio.
+    rows = [("one prompt per call, float32 (original loop)", "float32", 1),
+            (f"batched, before ({BEFORE['dtype']}, {BEFORE['batch_size']} per call)", BEFORE["dtype"],
+             BEFORE["batch_size"]),
+            (f"batched, after ({after['dtype']}, {after['batch_size']} per call)", after["dtype"], after["batch_size"])]
+    if after["dtype"] != "float32":
+        rows.append((f"one prompt per call, {after['dtype']}", after["dtype"], 1))
+    for size in filter(None, (args.batch_sizes or "").split(",")):
+        rows.append((f"batched ({after['dtype']}, {int(size)} per call)", after["dtype"], int(size)))
 
+    models = {}
     rates = {}
-    for name, size in (("one prompt per call", 1), (f"batched ({batch_size} prompts per call)", batch_size)):
+    print(f"{gen_cfg['name']} on {args.device} ({torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f}), fakes={args.fakes}: {len(prompts)} prompts x {args.num_fakes} fakes")
+    for label, dtype, size in rows:
+        if dtype not in models:
+            model, tokenizer = load_generator({**gen_cfg, "dtype": dtype}, args.cache_dir, args.device)
+            real = [ending_tokens(tokenizer, s.ending) for s in sentences]
+            budgets = [controlled_budget(t) for t in real] if args.fakes == "controlled" else real
+            processors = ([BanTokens(sentence_ender_ids(tokenizer), len(tokenizer))]
+                          if args.fakes == "controlled" else [])
+            models[dtype] = model, tokenizer, budgets, processors
+            # One short call first, so that no timing pays for one-off kernel and allocator set-up.
+            sample_endings(model, tokenizer, prompts[:2], budgets[:2], num_fakes=args.num_fakes, gen_cfg=gen_cfg,
+                           seed=args.seed, batch_size=2, processors=processors)
+            if dtype == "float32":
+                print(f"{'':>52}  budgets {min(budgets)}-{max(budgets)} tokens "
+                      f"({sum(budgets) / len(budgets):.1f} mean)")
+        model, tokenizer, budgets, processors = models[dtype]
         start = time.perf_counter()
-        sample_endings(model, tokenizer, prompts, budgets, num_fakes=args.fakes, gen_cfg=gen_cfg,
-                       seed=args.seed, batch_size=size)
+        sample_endings(model, tokenizer, prompts, budgets, num_fakes=args.num_fakes, gen_cfg=gen_cfg,
+                       seed=args.seed, batch_size=size, processors=processors)
         seconds = time.perf_counter() - start
-        rates[name] = len(prompts) * args.fakes / seconds
-        print(f"{name:>32}: {seconds:7.1f} s  {rates[name]:6.2f} sequences/s")
-    slow, fast = rates.values()
-    print(f"{'speed-up':>32}: {fast / slow:.1f}x")
+        rates[label] = len(prompts) * args.num_fakes / seconds
+        baseline = next(iter(rates.values()))
+        print(f"{label:>52}: {seconds:7.1f} s  {rates[label]:6.2f} sequences/s  {rates[label] / baseline:5.1f}x",
+              flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

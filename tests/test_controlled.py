@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from stilts_lab.errors import ConfigError
 from stilts_lab.synth.audit import PUNCTUATION, SENTENCE_BREAK
 from stilts_lab.synth.controlled import BanTokens, fit_to_words, strip_edges
+from stilts_lab.synth.generator import resolve_dtype
 from stilts_lab.synth.realfake import EXAMPLES_FILE, PROVENANCE_FILE, build_realfake, build_spec, spec_key
 from tests.conftest import CONF, DATA_DIR
 
@@ -85,6 +86,16 @@ def test_cache_key_follows_fakes_and_every_generator_setting(data_dir):
     assert key != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "revision": "x"}}, fakes="controlled"))
     with pytest.raises(ConfigError, match="intermediate.fakes"):
         build_spec(**base, fakes="clean")
+    # dtype enters as resolved: "auto" builds the same set as the dtype it stands for on this machine.
+    f32 = spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "dtype": "float32"}}))
+    assert f32 != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "dtype": "bfloat16"}}))
+
+
+def test_generator_dtype_choice():
+    assert resolve_dtype(None) == resolve_dtype("float32") == "float32"
+    assert resolve_dtype("auto", "cpu") in ("bfloat16", "float32")
+    with pytest.raises(ConfigError, match="generator.dtype"):
+        resolve_dtype("fp8")
 
 
 def test_configs_name_the_arms():

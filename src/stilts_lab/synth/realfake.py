@@ -27,6 +27,7 @@ from stilts_lab.data.readers import file_sha256, read_squad_paragraphs, read_tex
 from stilts_lab.errors import ConfigError, DataError
 from stilts_lab.synth.audit import audit_rows, format_audit
 from stilts_lab.synth.controlled import BanTokens, controlled_budget, fit_to_words, sentence_ender_ids, strip_edges
+from stilts_lab.synth.generator import resolve_dtype
 
 log = logging.getLogger(__name__)
 # paper: the paper's recipe (fakes get the real ending's token budget, nothing else controlled);
@@ -204,8 +205,9 @@ def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, 
         raise ConfigError(f"intermediate.fakes must be one of {', '.join(FAKES)}, got {fakes!r}")
     sampling = {k: gen_cfg[k] for k in ("top_p", "top_k", "temperature", "batch_size")}
     return {"recipe_version": RECIPE_VERSION, "generator": _generator_identity(gen_cfg), "sampling": sampling,
-            # Every generator setting, so that any change to the generator config builds a new set.
-            "generator_config": dict(gen_cfg), "fakes": fakes, "seed": seed, "num_examples": num_examples,
+            # Every generator setting, so that any change to the generator config builds a new set;
+            # dtype as resolved here (auto depends on the hardware), since it changes the samples.
+            "generator_config": dict(gen_cfg), "dtype": resolve_dtype(gen_cfg.get("dtype"), device), "fakes": fakes, "seed": seed, "num_examples": num_examples,
             "num_fakes": num_fakes, "words_max": words_max, "words_min": words_min,
             "sources": [file_sha256(p) for p in sources],
             # Samples differ across devices (kernels, RNG), so a device builds its own copy.
