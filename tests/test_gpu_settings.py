@@ -165,3 +165,15 @@ def test_unknown_shape_names_the_key():
     cfg = compose_config(["model=roberta_large", "model.random_init=true", "model.shape=roberta-huge"])
     with pytest.raises(ConfigError, match="model.shape=roberta-huge.*roberta-large"):
         resolve_pretrained(cfg.model)
+
+
+@pytest.mark.slow
+def test_gpu_settings_run_both_stages(tmp_path, data_dir, cache_dir):
+    """The intermediate stage trains under the same GPU settings, and its checkpoint carries the target stage."""
+    metrics = run(_gpu_cfg(tmp_path, data_dir, cache_dir, [
+        "intermediate=hellaswag_p", "intermediate.train_size=16", "intermediate.eval_size=8",
+        "intermediate.max_epochs=1", "intermediate.batch_size=8"]))
+    assert metrics["error"] is None and metrics["intermediate_checkpoint"] is not None
+    stage = json.loads((Path(metrics["intermediate_checkpoint"]["path"]) / "stage_metrics.json").read_text())
+    assert stage["train_examples"] == 16 and stage["diverged"] is False
+    assert metrics["split"]["train_examples"] == 32
