@@ -1,8 +1,12 @@
 """Dev metrics against values worked out by hand on tiny examples (the arithmetic is in the comments)."""
 import math
+import random
+from collections import Counter
 
 import pytest
 import torch
+from scipy import stats
+from sklearn import metrics as sklearn_metrics
 
 from stilts_lab.errors import ConfigError
 from stilts_lab.models.metrics import build_metrics, trivial_baseline
@@ -30,6 +34,10 @@ def test_mcc():
     assert score(["mcc"], *BINARY)["mcc"] == pytest.approx(1 / 3)
     assert score(["mcc"], [0, 1, 0, 1], [0, 1, 0, 1])["mcc"] == pytest.approx(1.0)
     assert score(["mcc"], [1, 0, 1, 0], [0, 1, 0, 1])["mcc"] == pytest.approx(-1.0)
+    # a constant prediction: 0/0, which GLUE and scikit-learn define as 0 (torchmetrics' own binary
+    # MCC gives 0.28 here, so a trial that collapsed to one class would look learned)
+    assert score(["mcc"], [1] * 10, [0, 1, 1, 0, 1, 1, 1, 0, 1, 1])["mcc"] == 0.0
+    assert score(["mcc"], [0] * 10, [0, 1, 1, 0, 1, 1, 1, 0, 1, 1])["mcc"] == 0.0
 
 
 def test_f1_is_the_positive_class():
@@ -89,7 +97,7 @@ def test_unknown_metric_is_a_config_error():
         build_metrics(["accuracy", "bleu"], 2)
 
 
-def test_trivial_baseline():
+def test_trivial_baseline_by_hand():
     train, dev = [0, 1, 1, 1], [1, 0, 1, 1, 0]       # the majority label is 1
     assert trivial_baseline("accuracy", train, dev, 2) == pytest.approx(3 / 5)
     # all 1: TP 3, FP 2, FN 0 -> 6/8
@@ -98,8 +106,44 @@ def test_trivial_baseline():
     assert trivial_baseline("macro_f1", train, dev, 2) == pytest.approx(3 / 8)
     # majority 0 predicts no positives: F1 0
     assert trivial_baseline("f1", [0, 0, 1], dev, 2) == 0.0
-    # a constant prediction has no correlation with anything
-    for metric in ("mcc", "pearson", "spearman"):
-        assert trivial_baseline(metric, train, dev, 2) == 0.0
     # multiple choice with shuffled options: the most frequent train position, here 2 of 4
     assert trivial_baseline("accuracy", [2, 2, 0, 1, 3], [0, 1, 2, 3], 4) == pytest.approx(1 / 4)
+    assert trivial_baseline("accuracy", [2, 2, 0, 1, 3], [2, 2, 2, 3], 4) == pytest.approx(3 / 4)
+
+
+def majority_predictor(train, dev):
+    return [Counter(train).most_common(1)[0][0]] * len(dev)
+
+
+# Every classification metric, scored by scikit-learn on the majority predictor's output: an
+# implementation independent of torchmetrics and of the baseline code.
+SKLEARN = {
+    "accuracy": lambda y, p: sklearn_metrics.accuracy_score(y, p),
+    "f1": lambda y, p: sklearn_metrics.f1_score(y, p, pos_label=1, zero_division=0),
+    "macro_f1": lambda y, p: sklearn_metrics.f1_score(y, p, average="macro", zero_division=0),
+    "mcc": lambda y, p: sklearn_metrics.matthews_corrcoef(y, p),
+}
+
+
+@pytest.mark.parametrize("metric, num_labels", [("accuracy", 2), ("accuracy", 3), ("f1", 2), ("macro_f1", 3),
+                                                ("mcc", 2), ("mcc", 3)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_trivial_baseline_is_the_majority_predictor_scored_by_sklearn(metric, num_labels, seed):
+    rng = random.Random(seed)
+    weights = [rng.random() + 0.2 for _ in range(num_labels)]  # unbalanced: the majority matters
+    train = rng.choices(range(num_labels), weights, k=40)
+    dev = rng.choices(range(num_labels), weights, k=30)
+    expected = SKLEARN[metric](dev, majority_predictor(train, dev))
+    assert trivial_baseline(metric, train, dev, num_labels) == pytest.approx(expected)
+
+
+def test_trivial_baseline_for_regression_is_the_train_mean():
+    # A constant has no correlation with anything: scipy calls it undefined, the stage records 0.
+    train, dev = [0.0, 1.0, 5.0], [1.0, 3.0, 2.0, 4.0]
+    mean = [sum(train) / len(train)] * len(dev)
+    with pytest.warns(stats.ConstantInputWarning):
+        assert math.isnan(stats.pearsonr(mean, dev).statistic)
+    for metric in ("pearson", "spearman"):
+        assert trivial_baseline(metric, train, dev, 1) == 0.0
+    # a predictor that is not constant does correlate: the baseline is not a score of everything
+    assert score(["pearson"], [1.0, 3.0, 2.0, 4.0], dev, 1)["pearson"] == pytest.approx(1.0)
