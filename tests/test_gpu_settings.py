@@ -19,6 +19,20 @@ TINY_RTE = ["target=rte", "target.train_size=32", "target.eval_size=16", "traine
             "data.batch_size=8"]
 
 
+@pytest.fixture
+def stage_results(monkeypatch):
+    """What pipeline.run's stages returned (module, data), for assertions on the trained module itself."""
+    import stilts_lab.pipeline as pipeline
+    results, real_train = [], pipeline.train_stage
+
+    def keep(**kw):
+        results.append(real_train(**kw))
+        return results[-1]
+
+    monkeypatch.setattr(pipeline, "train_stage", keep)
+    return results
+
+
 def _gpu_cfg(tmp_path, data_dir, cache_dir, extra=()):
     return compose_config(GPU_ON_CPU + TINY_RTE + list(extra), data_dir=data_dir, cache_dir=cache_dir,
                           output_dir=tmp_path)
@@ -58,7 +72,7 @@ def test_gpu_settings_train_on_cpu_with_clipping_and_fused_adamw(tmp_path, data_
 
 
 @pytest.mark.slow
-def test_nonfinite_loss_takes_no_step_and_stops(tmp_path, data_dir, cache_dir, monkeypatch):
+def test_nonfinite_loss_takes_no_step_and_stops(tmp_path, data_dir, cache_dir, monkeypatch, stage_results):
     """A poisoned encoder gives a NaN loss on the first step: no weight may change, the stage stops."""
     import stilts_lab.stage as stage
     snapshot = {}
@@ -73,20 +87,9 @@ def test_nonfinite_loss_takes_no_step_and_stops(tmp_path, data_dir, cache_dir, m
 
     monkeypatch.setattr(stage, "load_head_model", poisoned)
     cfg = _gpu_cfg(tmp_path, data_dir, cache_dir, ["target.train_size=96", "trainer.log_every_n_steps=3"])
-    captured = {}
-    real_train = stage.train_stage
-
-    def keep(**kw):
-        captured["result"] = real_train(**kw)
-        return captured["result"]
-
-    import stilts_lab.pipeline as pipeline
-    monkeypatch.setattr(pipeline, "train_stage", keep)
-    try:
-        run(cfg)
-    except Exception:
-        pass  # the pipeline may refuse a diverged stage; what matters is what the stage did
-    module = captured["result"].module
+    metrics = run(cfg)
+    assert metrics["status"] == "diverged"
+    module = stage_results[-1].module
     assert module.diverged
     for name, p in module.model.named_parameters():
         assert torch.equal(p.detach().nan_to_num(), snapshot[name].nan_to_num()), f"{name} changed after a NaN loss"
@@ -177,3 +180,16 @@ def test_gpu_settings_run_both_stages(tmp_path, data_dir, cache_dir):
     stage = json.loads((Path(metrics["intermediate_checkpoint"]["path"]) / "stage_metrics.json").read_text())
     assert stage["train_examples"] == 16 and stage["diverged"] is False
     assert metrics["split"]["train_examples"] == 32
+
+
+@pytest.mark.slow
+def test_compile_switch_trains_and_keeps_plain_weights(tmp_path, data_dir, cache_dir, stage_results):
+    """trainer.compile goes through torch.compile (the eager backend here: dynamo's tracing without a C++
+    toolchain); the in-place compile keeps the state dict's keys, so checkpoints stay loadable."""
+    cfg = _gpu_cfg(tmp_path, data_dir, cache_dir, ["trainer.compile=default", "trainer.compile_backend=eager",
+                                                   "target.train_size=16"])
+    metrics = run(cfg)
+    assert metrics["error"] is None and metrics["device"]["compile"] == "default"
+    model = stage_results[-1].module.model
+    assert model._compiled_call_impl is not None  # compiled in place
+    assert not any("_orig_mod" in k for k in model.state_dict())
