@@ -67,3 +67,19 @@ def test_config_hash_tracks_results_not_locations(tmp_path):
     b = compose_config(["seed=1"], cache_dir=tmp_path / "b")
     c = compose_config(["seed=2"], cache_dir=tmp_path / "a")
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+STAGE_KEYS = ("train_size", "eval_size", "max_epochs", "lr", "batch_size", "warmup_ratio", "seed")
+
+
+def test_cpu_experiments_share_one_intermediate_stage():
+    """One block (intermediate_stage/minilm_cpu) sets the real-fake stage of these experiments, so a
+    sweep reuses the checkpoint `make run` trained: the same stage settings in each."""
+    stages = {}
+    for experiment in ("realfake_to_rte", "small_grid", "ablation_target_size"):
+        cfg = compose_config([f"+experiment={experiment}", "intermediate=realfake"])
+        stages[experiment] = {k: cfg.intermediate[k] for k in STAGE_KEYS}
+        assert "intermediate_stage" not in cfg  # merged into `intermediate`, not a node of its own
+    own = OmegaConf.load(CONF / "intermediate_stage" / "minilm_cpu.yaml")
+    assert all(stage == stages["realfake_to_rte"] for stage in stages.values()), stages
+    assert {k: stages["small_grid"][k] for k in own} == OmegaConf.to_container(own)
