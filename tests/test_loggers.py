@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from stilts_lab.errors import ConfigError
+from stilts_lab.trackers import build_logger
+from tests.conftest import REPO, compose_config
 
 TINY = ["target.train_size=16", "target.eval_size=16", "trainer.max_epochs=1", "intermediate=cola",
         "intermediate.train_size=16", "intermediate.eval_size=16", "intermediate.max_epochs=1",
@@ -67,3 +69,11 @@ def test_each_log_message_is_printed_once(trial):
     assert len(lines) == 2, lines  # one per stage, not one per handler
     assert "litlogger" not in output
     assert output.count("trial finished: cola -> rte, status ") == 1
+
+
+def test_a_logger_that_cannot_be_built_names_its_key(tmp_path):
+    cfg = compose_config(["logger=[csv,tensorboard]", "+logger.csv.no_such_argument=1"])
+    with pytest.raises(ConfigError, match=r"logger\.csv: cannot create .*CSVLogger.*no_such_argument"):
+        build_logger(cfg.logger, tmp_path / "target")
+    assert [type(x).__name__ for x in build_logger(compose_config(["logger=[csv,tensorboard]"]).logger,
+                                                    tmp_path / "target")] == ["CSVLogger", "TensorBoardLogger"]

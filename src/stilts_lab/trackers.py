@@ -23,7 +23,7 @@ def build_logger(logger_cfg: Mapping | None, log_dir: Path, *, metrics_file: Pat
     points back at the result file the reports read."""
     if logger_cfg is None:  # a config composed before the logger group existed
         logger_cfg = {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "name": "", "version": ""}}
-    if not isinstance(logger_cfg, Mapping):
+    if OmegaConf.is_config(logger_cfg):
         logger_cfg = OmegaConf.to_container(logger_cfg, resolve=True)
     loggers = []
     for name, spec in logger_cfg.items():
