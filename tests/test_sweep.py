@@ -88,26 +88,3 @@ def test_sweep_exit_code_counts_this_commands_failures(tmp_path, monkeypatch, ca
     assert "older failure" not in err
     monkeypatch.setenv("STILTS_RUN_ID", "a-command-whose-trials-all-passed")
     SweepExitCode().on_multirun_end(config)  # returns: exit code 0
-
-
-@pytest.mark.slow
-def test_killed_sweep_resumes_without_repeating(tmp_path, data_dir, cache_dir):
-    sweep_dir = tmp_path / "sweep"
-    args = ["seed=1,2,3"]
-    proc = sweep(args, data_dir=data_dir, cache_dir=cache_dir, sweep_dir=sweep_dir, popen=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and len(trial_metrics(sweep_dir)) < 1:
-        time.sleep(1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/metrics.json")}
-    assert before, "no trial finished before the kill"
-
-    r = sweep(args, data_dir=data_dir, cache_dir=cache_dir, sweep_dir=sweep_dir)
-    assert r.returncode == 0, r.stderr[-3000:]
-    trials = trial_metrics(sweep_dir)
-    assert sorted(m["seed"] for m in trials.values()) == [1, 2, 3]
-    assert all(m["status"] in ("ok", "diverged") for m in trials.values())
-    for path, mtime in before.items():  # finished trials were not run again
-        assert path.stat().st_mtime_ns == mtime
-    assert job_logs(sweep_dir).count("skipping finished trial") >= len(before)
