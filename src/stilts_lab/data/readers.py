@@ -1,8 +1,8 @@
 """One reader per file format. Each yields plain dicts and records where a row came from,
 so that later validation errors can name the file and line.
 
-Kept hand-written rather than `datasets.load_dataset("json"/"csv")`: Arrow's parsers report a bad row
-by byte offset or not at all, and an error here must name the file and line."""
+Kept hand-written rather than `datasets.load_dataset("json"/"csv")`: Arrow's parsers place a bad row
+within a parse block, not at a file line, and an error here must name the file and line."""
 from __future__ import annotations
 
 import codecs
