@@ -222,6 +222,20 @@ def test_arm_without_matching_vanilla_is_not_compared(tmp_path):
     assert row[4] == "0"  # no pairs
 
 
+def test_other_data_files_are_another_arm(tmp_path):
+    """Where metrics.json records the hashes of the files a trial read, other data is another arm."""
+    for n, (seed, lr) in enumerate(CELLS):
+        for version, best in (("aaaa", 0.6), ("bbbb", 0.8)):
+            metrics = write_trial(tmp_path / "s" / f"{version}{n}", "none", seed, lr, best)
+            metrics["data_files"] = {"target.train": "1111" * 16, "target.eval": version * 16}
+            metrics["config_hash"] += version
+            write_json_atomic(tmp_path / "s" / f"{version}{n}" / "metrics.json", metrics)
+    text = write_report([tmp_path / "s"], tmp_path / "out")["summary.md"].read_text()
+    rows = [r[:3] + [r[5]] for r in rows_of(text, "vanilla")]
+    assert rows == [["vanilla", "data_files.target.eval=aaaaaaaaaaaa", "4", "0.6000"],
+                    ["vanilla", "data_files.target.eval=bbbbbbbbbbbb", "4", "0.8000"]]
+
+
 def test_older_baseline_key_is_read(tmp_path):
     for n, (seed, lr) in enumerate(CELLS):
         write_trial(tmp_path / "old" / str(n), "none", seed, lr, 0.5, baseline_key="majority_baseline")

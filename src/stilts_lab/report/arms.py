@@ -30,7 +30,9 @@ NOT_SETTINGS = ("config.paths.", "config.hydra.", "config.logger.", "config.outp
                 "config.model.lr", "config.model.batch_size", "config.model.max_epochs",
                 "config.model.grid_lrs", "config.model.name", "config.target.name",
                 "config.intermediate.name")
-INTERMEDIATE_SIDE = ("config.intermediate.", "config.generator.")
+# metrics.json's hashes of the data files a trial read ({"target.train": sha256, ...}), if recorded.
+DATA_FILES = "data_files"
+INTERMEDIATE_SIDE = ("config.intermediate.", "config.generator.", f"{DATA_FILES}.intermediate.")
 
 
 def intermediate_order(names: Iterable[str]) -> list[str]:
@@ -60,7 +62,7 @@ def value_sort_key(label: str):
 
 def _setting_columns(df: pd.DataFrame, exclude: Iterable[str]) -> list[str]:
     skip = set(GRID) | set(exclude)
-    return [c for c in df.columns if c.startswith("config.") and c not in skip
+    return [c for c in df.columns if c.startswith(("config.", f"{DATA_FILES}.")) and c not in skip
             and not c.startswith(NOT_SETTINGS)]
 
 

@@ -7,7 +7,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from stilts_lab.report.arms import VANILLA, assign_arms, intermediate_order  # noqa: F401 (re-exported)
+from stilts_lab.report.arms import DATA_FILES, VANILLA, assign_arms, intermediate_order  # noqa: F401 (re-exported)
 from stilts_lab.results import METRICS_FILE, read_metrics
 
 SCORE = "best_dev_metric"
@@ -20,7 +20,7 @@ TRIAL_FIELDS = ["config_hash", "model", "intermediate", "target", "seed", "best_
 def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
     """One row per trial found under `dirs`. Re-runs (same config_hash) keep the newest file;
     df.attrs records "duplicates_dropped" and "unreadable" (files read_metrics could not parse).
-    Columns: TRIAL_FIELDS, path, hparams.*, config.* (flattened), the derived booleans scored (has
+    Columns: TRIAL_FIELDS, path, hparams.*, data_files.* (if recorded), config.* (flattened), the derived booleans scored (has
     a score, not failed) and diverged, and the arm columns of arms.assign_arms."""
     paths = sorted({p for d in dirs for p in Path(d).rglob(METRICS_FILE) if p.is_file()})
     rows, configs, unreadable = [], [], 0
@@ -33,6 +33,9 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
         row["path"] = str(path)
         row["_mtime"] = path.stat().st_mtime
         row.update({f"hparams.{k}": v for k, v in (metrics.get("hparams") or {}).items()})
+        # The data a trial read, where metrics.json records it (sha256 per file; a prefix is enough
+        # to tell two versions apart): another file is another arm, whatever the paths say.
+        row.update({f"{DATA_FILES}.{k}": str(v)[:12] for k, v in (metrics.get(DATA_FILES) or {}).items()})
         rows.append(row)
         configs.append(metrics.get("config") or {})
     if not rows:
