@@ -1,5 +1,4 @@
 """Every experiment composes, with the overrides later tools rely on; configs name real things."""
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf

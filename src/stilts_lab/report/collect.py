@@ -7,7 +7,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from stilts_lab.report.arms import DATA_FILES, VANILLA, assign_arms, intermediate_order  # noqa: F401 (re-exported)
+from stilts_lab.report.arms import DATA_FILES, assign_arms
 from stilts_lab.results import METRICS_FILE, read_metrics
 
 SCORE = "best_dev_metric"
