@@ -84,8 +84,9 @@ def _varying(labels: pd.DataFrame, columns: list[str]) -> list[str]:
 
 def assign_arms(df: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.DataFrame:
     """Adds, per trial: `settings` (the differing settings of its arm, "key=value, ..."), `arm`
-    (its key) and `arm_sort` (its place after the intermediate name), `vanilla_arm` (the key of the vanilla arm it is compared with) and `cell` (its grid
-    cell). `exclude` leaves settings out of the key (a --factor is a level inside one line)."""
+    (its key), `arm_sort` (its place among arms of the same intermediate task), `vanilla_arm` (the
+    key of the vanilla arm it is compared with) and `cell` (its grid cell). `exclude` leaves
+    settings out of the key (a --factor's levels are points on one line, not arms)."""
     df = df.copy()
     for name in ("settings", "arm", "arm_sort", "vanilla_arm", "cell"):
         df[name] = pd.Series("", index=df.index, dtype=object)
@@ -97,6 +98,8 @@ def assign_arms(df: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.DataFrame:
         labels = pd.DataFrame({c: section[c].map(value_label).where(applies(c, section))
                                for c in columns}, index=section.index)
         shared = _varying(labels, [c for c in columns if not c.startswith(INTERMEDIATE_SIDE)])
+        # an intermediate task's own settings split only its trials (realfake's num_fakes does not
+        # make hellaswag_p another arm)
         own = {name: _varying(labels.loc[trials.index], [c for c in columns if c.startswith(INTERMEDIATE_SIDE)])
                for name, trials in section.groupby("intermediate", dropna=False)}
         for i in section.index:
@@ -120,7 +123,7 @@ def arm_order(section: pd.DataFrame) -> list[str]:
     return [arm for *_, arm in sorted((rank[r.intermediate], r.arm_sort, r.arm) for r in first.itertuples())]
 
 
-def arm_label(intermediate: str, settings: str = "", sep: str = " ") -> str:
+def arm_label(intermediate: str, settings: str = "") -> str:
     """How an arm is named in tables and plots: "vanilla" for no intermediate stage, then its settings."""
     name = "vanilla" if intermediate == VANILLA else str(intermediate)
-    return f"{name}{sep}({settings})" if settings else name
+    return f"{name} ({settings})" if settings else name
