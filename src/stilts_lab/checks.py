@@ -206,5 +206,8 @@ def cached_file_sha256(path: Path) -> str | None:
         return None
     key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
+        try:
+            _SHA_CACHE[key] = file_sha256(path)
+        except OSError:  # unreadable: reading it for the run will say so, naming the file
+            return None
     return _SHA_CACHE[key]
