@@ -206,7 +206,7 @@ def user_conf(tmp_path: Path, task_yaml: str | None) -> list[str]:
 def assert_nothing_finished(out: Path, cache: Path) -> None:
     """A failed run leaves a metrics.json that says failed, and no cache entry that looks complete."""
     metrics = json.loads((out / METRICS_FILE).read_text())
-    assert metrics["status"] == "failed" and metrics["error"]
+    assert metrics["status"] == "failed" and metrics["error"] and isinstance(metrics["data_files"], dict)
     assert not list(cache.glob("intermediate/*/stage_metrics.json"))
     assert not list(cache.glob("realfake/*/examples.jsonl"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import stilts_lab.pipeline as pipeline
-from stilts_lab.checks import config_hash
+from stilts_lab.checks import config_hash, data_hashes
 from stilts_lab.errors import DivergedError
 from stilts_lab.pipeline import COMPLETE_FILE, DIVERGED_SUFFIX, intermediate_data_parts, intermediate_key, run
 from stilts_lab.results import METRICS_FILE
@@ -30,7 +30,11 @@ def test_config_hash_follows_the_data_not_its_location(tmp_path, data_dir):
     h = config_hash(compose_config([], data_dir=data_dir))
     assert config_hash(compose_config([], data_dir=same)) == h          # moved data: the same trial
     assert config_hash(compose_config([], data_dir=edited)) != h        # edited data: another trial
+    assert set(data_hashes(compose_config(["intermediate=copa"], data_dir=data_dir))) == {
+        "target.files.train", "target.files.eval", "intermediate.files.train", "intermediate.files.eval"}
     # a label file read by a transform counts as data too
+    assert "target.transforms.attach_label_file.label_file.eval" in data_hashes(
+        compose_config(["target=socialiqa"], data_dir=data_dir))
     labels = copy_root(data_dir, tmp_path / "labels", {"socialiqa/dev-labels.lst": lambda t: t.replace("1", "2", 1)})
     assert (config_hash(compose_config(["target=socialiqa"], data_dir=labels))
             != config_hash(compose_config(["target=socialiqa"], data_dir=data_dir)))

@@ -21,7 +21,8 @@ import transformers
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.checks import NOT_RESULTS, cached_file_sha256, check_config, check_max_length, config_hash, stable_hash
+from stilts_lab.checks import (NOT_RESULTS, cached_file_sha256, check_config, check_max_length, config_hash,
+                              data_hashes, stable_hash)
 from stilts_lab.data.tasks import task_files
 from stilts_lab.errors import DivergedError
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
@@ -206,6 +207,7 @@ def run(cfg: DictConfig) -> dict:
         # .get and no int(): a bad value must reach check_config (one error line), not fail here
         "config_hash": config_hash(cfg), "model": cfg.model.get("name"), "intermediate": cfg.intermediate.get("name"),
         "target": cfg.target.get("name"), "seed": cfg.get("seed"), "run_id": RUN_ID,
+        "data_files": data_hashes(cfg),  # sha256 of each data file read, by role: part of config_hash
         "hparams": {"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "warmup_ratio": cfg.optim.warmup_ratio,
                     "max_epochs": cfg.trainer.max_epochs, "weight_decay": cfg.optim.weight_decay,
                     "train_size": cfg.target.train_size, "eval_size": cfg.target.eval_size,

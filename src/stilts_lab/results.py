@@ -1,7 +1,12 @@
 """metrics.json: one file per trial, the unit every report and resume check reads.
 
 Schema (all keys always present; values may be null where they do not apply):
-  config_hash        str    sha256 prefix of the resolved config minus run-location keys (resume matches on it)
+  config_hash        str    sha256 prefix of the resolved config minus where and how fast it runs (paths,
+                            hydra, threads, progress bar, logger), plus data_files (resume matches on it)
+  run_id             str    the command that wrote the file (STILTS_RUN_ID): a sweep's exit code counts the
+                            failed trials of its own command only
+  data_files         dict   sha256 of every data file the trial read, by stage and role, e.g.
+                            "target.files.train", "intermediate.transforms.attach_label_file.label_file.eval"
   model              str    model config name, e.g. "minilm_l6"
   intermediate       str    intermediate task name, or "none" for vanilla fine-tuning
   target             str    target task name
