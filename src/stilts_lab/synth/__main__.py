@@ -19,7 +19,10 @@ from stilts_lab.errors import StiltsError
 def main(cfg) -> None:
     from stilts_lab.synth.realfake import PROVENANCE_FILE, build_from_config
 
+    from stilts_lab.checks import check_generator
+
     try:
+        check_generator(cfg)  # top_p 0 or temperature 0 would fail deep inside sampling
         path = build_from_config(cfg)
     except StiltsError as e:  # the user's input, not a bug: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
