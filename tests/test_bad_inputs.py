@@ -238,6 +238,15 @@ def test_bad_input_names_its_cause(case_id, tmp_path, data_dir):
     assert_nothing_finished(out, cache)
 
 
+def test_unknown_task_key_warns(data_dir, caplog):
+    """A key no code reads is most likely a typo (here of `fields`): a warning, and the run goes on."""
+    from stilts_lab.checks import check_config
+
+    with caplog.at_level(logging.WARNING):
+        check_config(compose_config(["+target.feilds=[sentence1]"], data_dir=data_dir))
+    assert "target (task 'rte'): ignoring unknown key(s) ['feilds']" in caplog.text
+
+
 # -- the command-line contract, on a few cases of each family
 
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from stilts_lab.data import readers
 from stilts_lab.data.readers import FILE_KEY, LINE_KEY, file_sha256
 from stilts_lab.data.transforms import apply_transforms
-from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.errors import ConfigError, DataError, StiltsError
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,13 @@ def _load_hub(task: Mapping) -> TaskData:
             rows = [dict(r, **{FILE_KEY: origin, LINE_KEY: i + 1}) for i, r in enumerate(ds)]
             rows = apply_transforms(rows, task.get("hf_transforms"), split=which, data_dir=None)
             splits[which] = Split(_canonical(task, rows), origin, [origin, ds._fingerprint])
+    except StiltsError:  # a bad row in the Hub copy: its own message, with the row
+        raise
     except Exception as e:  # offline, unknown dataset, ...: say both ways out
         raise DataError(_missing_message(task, None, "train") + f" Loading from the Hub failed: {e}") from None
-    return TaskData(train=splits["train"], eval=splits["eval"], carved=False)
+    data = TaskData(train=splits["train"], eval=splits["eval"], carved=False)
+    _check_choice_counts(task, data)
+    return _warn_short(task, data)
 
 
 def _canonical(task: Mapping, rows: list[dict]) -> list[dict]:
