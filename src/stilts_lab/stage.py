@@ -66,8 +66,9 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
                          lr=settings.lr, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
                          gradient_clip_val=clip_value(trainer_cfg), fused=trainer_cfg.get("fused"),
                          check_finite_every=int(trainer_cfg.get("log_every_n_steps") or 10))
-    baseline = trivial_baseline(module.main_metric, [ex["label"] for ex in data.train_set],
-                                [ex["label"] for ex in data.eval_set], data.num_labels)
+    # one column read from the Arrow table, not every row decoded
+    baseline = trivial_baseline(module.main_metric, list(data.train_set["label"]), list(data.eval_set["label"]),
+                                data.num_labels)
     if on_gpu and trainer_cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(trainer_cfg["matmul_precision"])  # TF32 for what stays fp32
     trainer = L.Trainer(
