@@ -109,3 +109,26 @@ def test_configs_name_the_arms():
     params = ablation.hydra.sweeper.params
     assert params["intermediate"].split(",") == ["none", "realfake_paper", "realfake_controlled"]
     assert list(params)[-1] == "intermediate"  # slowest-varying last: a partial sweep keeps the arms balanced
+
+
+def test_balancing_drops_rows_where_the_real_ending_stands_out():
+    """Hand-made: in a sixth of the rows the real ending is the longest in characters; keeping 75 of
+    100 rows must bring "pick the longest" back to chance, and keep the rows' order."""
+    import random
+
+    from stilts_lab.synth.audit import audit_rows
+    from stilts_lab.synth.controlled import balance_ranks
+
+    rng = random.Random(0)
+    rows = []
+    for index in range(100):
+        endings = [" ".join(rng.choice(["river", "stone", "a", "harbour"]) for _ in range(8)) for _ in range(4)]
+        label = rng.randrange(4)
+        if index % 6 == 0:
+            endings[label] += " extraordinarily"
+        rows.append({"prompt": "", "endings": endings, "label": label, "id": index})
+    before = audit_rows(rows)["detectors"]["char_count"]["accuracy"]
+    kept = balance_ranks(rows, 75, seed=1)
+    after = audit_rows(kept)["detectors"]["char_count"]["accuracy"]
+    assert before > 0.33 and after <= 0.25 + 0.01, (before, after)
+    assert len(kept) == 75 and [r["id"] for r in kept] == sorted(r["id"] for r in kept)

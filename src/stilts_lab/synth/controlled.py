@@ -6,7 +6,9 @@ How: sample with a larger token budget than the real ending's while sentence-end
 banned (no sentence break can appear), cut the sample at the real ending's word count, and strip
 punctuation from the edges of fakes and real endings alike. A sample that falls short of the word
 count is drawn again. Rejection alone would cost ~9x the generation (65 of 600 paper examples had
-three clean fakes); cutting paper fakes alone left them 8.5 words long against 12.5."""
+three clean fakes); cutting paper fakes alone left them 8.5 words long against 12.5. What the cut
+cannot match (Wikipedia's longer words and proper nouns) is balanced by building 25% more examples
+and dropping those where the real ending is the longest / most capitalised too often (balance_ranks)."""
 from __future__ import annotations
 
 from stilts_lab.synth.audit import PUNCTUATION
@@ -65,3 +67,47 @@ def fit_to_words(text: str, words: int) -> tuple[str, bool]:
         take += 1
         result = strip_edges(" ".join(kept[:take]))
     return result, take < len(kept)
+
+
+# Surface features the fakes cannot match by construction: a 135M generator writes shorter words and
+# fewer proper nouns than Wikipedia, so on a 600-example build the real ending was the longest in
+# characters (0.315) and the most capitalised (0.310) more often than chance (0.25).
+BALANCED_FEATURES = ("char_count", "capitalised_words")
+# Examples built per example kept: the surplus is what balancing may drop.
+OVERSAMPLE = 1.25
+
+
+def balance_ranks(rows: list[dict], keep: int, seed: int, features=BALANCED_FEATURES) -> list[dict]:
+    """`keep` of `rows` (in their order) chosen so that "pick the choice with the largest (smallest)
+    <feature>" finds the real ending no more often than chance: while a rule beats chance on the rows
+    kept, drop a row it solves (in a seeded random order); then drop rows at random. A light form
+    of the adversarial filtering that built SWAG and HellaSwag, with trivial detectors as the adversary."""
+    import random
+
+    from stilts_lab.synth.audit import surface_features
+
+    rng = random.Random(seed)
+    chance = [1 / len(row["endings"]) for row in rows]
+    solved = {}  # (feature, largest?) -> per-row tie-aware score of that rule
+    for name in features:
+        values = [[surface_features(e, row.get("prompt", ""))[name] for e in row["endings"]] for row in rows]
+        for largest in (True, False):
+            scores = []
+            for row, vals in zip(rows, values):
+                best = max(vals) if largest else min(vals)
+                tied = [i for i, v in enumerate(vals) if v == best]
+                scores.append((row["label"] in tied) / len(tied))
+            solved[name, largest] = scores
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    alive = set(order)
+    while len(alive) > keep:
+        excess = {rule: sum(s[i] - chance[i] for i in alive) for rule, s in solved.items()}
+        rule = max(excess, key=excess.get)
+        pool = [i for i in order if i in alive]
+        if excess[rule] > 0:
+            # Among the rows this rule solves, drop one that the other rules solve too, if any.
+            pool = sorted((i for i in pool if solved[rule][i] > chance[i]),
+                          key=lambda i: -sum(s[i] > chance[i] for s in solved.values()))
+        alive.remove(pool[0])
+    return [row for i, row in enumerate(rows) if i in alive]

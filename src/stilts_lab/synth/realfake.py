@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -26,7 +27,8 @@ from filelock import FileLock
 from stilts_lab.data.readers import file_sha256, read_squad_paragraphs, read_text_paragraphs
 from stilts_lab.errors import ConfigError, DataError
 from stilts_lab.synth.audit import audit_rows, format_audit
-from stilts_lab.synth.controlled import BanTokens, controlled_budget, fit_to_words, sentence_ender_ids, strip_edges
+from stilts_lab.synth.controlled import (BALANCED_FEATURES, OVERSAMPLE, BanTokens, balance_ranks, controlled_budget,
+                                         fit_to_words, sentence_ender_ids, strip_edges)
 from stilts_lab.synth.generator import resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 FAKES = ("paper", "controlled")
 
 # Bump when a change to this file changes what a given config builds: old caches stop matching.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 # Samples tried per fake slot before its sentence is swapped for a spare one.
 MAX_ATTEMPTS = 5
 EXAMPLES_FILE, PROVENANCE_FILE = "examples.jsonl", "provenance.json"
@@ -207,7 +209,8 @@ def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, 
     return {"recipe_version": RECIPE_VERSION, "generator": _generator_identity(gen_cfg), "sampling": sampling,
             # Every generator setting, so that any change to the generator config builds a new set;
             # dtype as resolved here (auto depends on the hardware), since it changes the samples.
-            "generator_config": dict(gen_cfg), "dtype": resolve_dtype(gen_cfg.get("dtype"), device), "fakes": fakes, "seed": seed, "num_examples": num_examples,
+            "generator_config": dict(gen_cfg), "dtype": resolve_dtype(gen_cfg.get("dtype"), device), "fakes": fakes,
+            "balance": {"features": list(BALANCED_FEATURES), "oversample": OVERSAMPLE} if fakes == "controlled" else None, "seed": seed, "num_examples": num_examples,
             "num_fakes": num_fakes, "words_max": words_max, "words_min": words_min,
             "sources": [file_sha256(p) for p in sources],
             # Samples differ across devices (kernels, RNG), so a device builds its own copy.
@@ -304,6 +307,9 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
     seed, n, k = spec["seed"], spec["num_examples"], spec["num_fakes"]
     if k < 1:
         raise ConfigError(f"intermediate.num_fakes must be at least 1, got {k}")
+    controlled = spec["fakes"] == "controlled"
+    # Controlled sets build a surplus, from which balancing keeps n (see controlled.balance_ranks).
+    keep, n = n, math.ceil(n * OVERSAMPLE) if controlled else n
     candidates = candidate_sentences(sources, spec["words_max"], spec["words_min"])
     if len(candidates) < n:
         raise DataError(f"real-fake needs {n} sentences of {spec['words_min']}+ words, found "
@@ -312,7 +318,6 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
     rng.shuffle(candidates)
     labels = [rng.randrange(k + 1) for _ in range(n)]
 
-    controlled = spec["fakes"] == "controlled"
     real_stripped = 0
     if controlled:  # real endings lose edge punctuation too, so that no edge tells them apart
         real_stripped = sum(strip_edges(s.ending) != s.ending for s in candidates[:n])
@@ -329,6 +334,9 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
     for sentence, label, endings in zip(chosen, labels, fakes):
         endings = endings[:label] + [sentence.ending] + endings[label:]
         rows.append({"prompt": sentence.prompt, "endings": endings, "label": label, "source": sentence.source})
+    if controlled:
+        rows = balance_ranks(rows, keep, seed)
+        counts["balance_dropped"] = n - keep
     audit = audit_rows(rows, seed=seed)
     log.info("real-fake set %s (fakes: %s)\n%s", final.name, spec["fakes"], format_audit(audit))
     provenance = {
