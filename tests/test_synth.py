@@ -32,9 +32,8 @@ GEN_CFG = OmegaConf.to_container(OmegaConf.load(REPO / "conf/generator/smollm2_1
 needs_data = pytest.mark.usefixtures("data_dir")
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("synth-cache")
+# cache_dir: conftest's session cache, shared with test_controlled and the pipeline tests, so that
+# the GGUF is converted once per test session (~40 s).
 
 
 @contextmanager
