@@ -79,13 +79,27 @@ def test_impossible_values_name_the_key(override, key, tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_failed_target_keeps_the_intermediate_checkpoint(tmp_path, data_dir, cache_dir):
+def test_failed_target_keeps_the_intermediate_checkpoint(tmp_path, data_dir, monkeypatch):
     """A target-stage data error after the intermediate stage finished loses nothing: the checkpoint
-    is cached, and the fixed run reuses it."""
-    from tests.test_pipeline import REALFAKE_TINY
+    is cached, and the fixed run reuses it instead of training again. A cache of its own, so no
+    checkpoint from another test can stand in for it."""
+    import json
+
+    import stilts_lab.pipeline as pipeline
+    from stilts_lab.results import METRICS_FILE
+    cache = tmp_path / "cache"
     broken = fake_rte_root(tmp_path, data_dir, lambda lines: lines[:2] + ["x\ty\tz\tmaybe\n"] + lines[2:])
-    overrides = ["+experiment=realfake_to_rte"] + REALFAKE_TINY + TINY
+    overrides = ["intermediate=hellaswag_p", "intermediate.train_size=16", "intermediate.eval_size=8",
+                 "intermediate.max_epochs=1", "intermediate.batch_size=8"] + TINY
     with pytest.raises(DataError, match="unknown label"):
-        run(compose_config(overrides, data_dir=broken, cache_dir=cache_dir, output_dir=tmp_path / "a"))
-    ckpts = list((cache_dir / "intermediate").glob("realfake-*/stage_metrics.json"))
-    assert ckpts, "intermediate checkpoint lost"
+        run(compose_config(overrides, data_dir=broken, cache_dir=cache, output_dir=tmp_path / "a"))
+    failed = json.loads((tmp_path / "a" / METRICS_FILE).read_text())
+    assert failed["status"] == "failed" and "unknown label" in failed["error"]
+    ckpt = Path(failed["intermediate_checkpoint"]["path"])
+    assert (ckpt / "stage_metrics.json").is_file() and ckpt.parent == cache / "intermediate"
+
+    real_train, stages = pipeline.train_stage, []
+    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: stages.append(kw["task"]["name"]) or real_train(**kw))
+    fixed = run(compose_config(overrides, data_dir=data_dir, cache_dir=cache, output_dir=tmp_path / "b"))
+    assert stages == ["rte"], "the intermediate stage was trained again"
+    assert fixed["status"] != "failed" and Path(fixed["intermediate_checkpoint"]["path"]) == ckpt
