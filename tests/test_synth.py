@@ -211,3 +211,30 @@ def test_cli_reports_user_errors_in_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith("error: paths.data_dir is not set") and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@needs_data
+def test_a_build_killed_while_writing_leaves_nothing_that_looks_built(tokenizer, tmp_path, monkeypatch):
+    """Ctrl-C after the examples and provenance are written to the temp folder, at the rename that would
+    publish them: the temp folder must go, and no folder may look built."""
+    from stilts_lab.synth import realfake
+
+    def sample_endings(model, tokenizer, prompts, budgets, *, num_fakes, **_):
+        return [[f"fake number {j} of {i}" for j in range(num_fakes)] for i, _ in enumerate(prompts)]
+
+    interrupted = {}
+
+    def replace(src, dst):
+        interrupted["tmp"] = Path(src)
+        interrupted["written"] = sorted(p.name for p in Path(src).iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: (None, tokenizer))
+    monkeypatch.setattr(realfake, "sample_endings", sample_endings)
+    monkeypatch.setattr(realfake.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
+    assert interrupted["written"] == sorted([realfake.EXAMPLES_FILE, realfake.PROVENANCE_FILE])
+    assert not interrupted["tmp"].exists()
+    assert [p.name for p in (tmp_path / "realfake").iterdir() if not p.name.endswith(".lock")] == []
