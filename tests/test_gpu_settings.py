@@ -66,7 +66,7 @@ def test_gpu_settings_train_on_cpu_with_clipping_and_fused_adamw(tmp_path, data_
     for before, after in seen["norms"]:
         assert after <= 1.0 + 1e-3 and after == pytest.approx(min(before, 1.0), rel=1e-3)
     m = json.loads((tmp_path / METRICS_FILE).read_text())
-    assert m["device"]["precision"] == "bf16-mixed" and m["device"]["accelerator"] == "cpu"
+    assert m["device"]["precision"] == "bf16-mixed" and m["device"]["accelerator"] == "cpu" and m["device"]["name"]
     assert m["examples_per_second"] > 0 and len(m["train_seconds_per_epoch"]) == 1
     assert m["examples_per_second"] == pytest.approx(32 / m["train_seconds_per_epoch"][0], rel=0.01)
 
