@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.conftest.compose_config: the same composition the tests use
 from stilts_lab.data.batching import LengthGroupedBatchSampler  # noqa: E402
 from stilts_lab.data.datamodule import TaskDataModule  # noqa: E402
-from stilts_lab.models.encoder import SHAPES, load_tokenizer  # noqa: E402
+from stilts_lab.models.encoder import SHAPES, load_tokenizer, with_bpe_vocab  # noqa: E402
 from stilts_lab.models.stage_module import synchronize  # noqa: E402
 
 LR, WARMUP, CLIP, SEED = 1e-5, 0.1, 1.0, 42
@@ -208,7 +208,8 @@ def main() -> int:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="gpu-throughput-"))
     shape = shape_dir(args, work)
-    tokenizer = load_tokenizer(str(SHAPES / "tokenizers" / ("bert-uncased" if "minilm" in args.shape else "roberta")))
+    family = "bert-uncased" if "minilm" in args.shape else "roberta"
+    tokenizer = load_tokenizer(with_bpe_vocab(str(SHAPES / "tokenizers" / family)))
     rows = rte_train(args, shape, work, tokenizer)
     device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
     print(f"device {device_name}, torch {torch.__version__}, shape {args.shape}{' (tiny)' if args.tiny else ''}, "

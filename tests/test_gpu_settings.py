@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from stilts_lab.models.encoder import SHAPES, load_tokenizer, resolve_pretrained, resolve_tokenizer
+from stilts_lab.models.encoder import SHAPES, load_tokenizer, resolve_pretrained, resolve_tokenizer, with_bpe_vocab
 from stilts_lab.models.optim import StepGuard, adamw
 from stilts_lab.pipeline import run
 from stilts_lab.results import METRICS_FILE
@@ -158,7 +158,7 @@ def test_random_init_shapes_need_no_hub(model, hidden, layers, params_m, monkeyp
 
 
 def test_roberta_shape_tokenizer_splits_like_gpt2_bpe():
-    tok = load_tokenizer(str(SHAPES / "tokenizers" / "roberta"))
+    tok = load_tokenizer(with_bpe_vocab(str(SHAPES / "tokenizers" / "roberta")))
     pieces = tok.convert_ids_to_tokens(tok("The cat sat on the mat.")["input_ids"])
     assert pieces == ["<s>", "The", "Ġcat", "Ġsat", "Ġon", "Ġthe", "Ġmat", ".", "</s>"]
 

@@ -2,7 +2,12 @@
 checkpoint), or the Hugging Face Hub; or random weights in a shipped shape (GPU speed checks, offline)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -30,7 +35,38 @@ def shipped_shape(model_cfg: Mapping, key: str, subdir: str = "") -> str | None:
 
 
 def resolve_tokenizer(model_cfg: Mapping) -> str:
-    return shipped_shape(model_cfg, "shape_tokenizer", "tokenizers") or resolve_pretrained(model_cfg)
+    shipped = shipped_shape(model_cfg, "shape_tokenizer", "tokenizers")
+    return with_bpe_vocab(shipped) if shipped else resolve_pretrained(model_cfg)
+
+
+def with_bpe_vocab(folder: str) -> str:
+    """A byte-level BPE tokenizer folder that ships merges.txt without vocab.json, made loadable.
+
+    The vocabulary follows from the merges: the 256-symbol byte alphabet, then each merge's result in
+    order, RoBERTa's special tokens around them. Storing it too would ship the same information twice
+    (800 KB). It is written once, into a temp folder keyed by the folder's content. The ids are not
+    roberta-large's, so this is for random-init shapes only (shapes/README.md)."""
+    src = Path(folder)
+    if (src / "vocab.json").is_file() or not (src / "merges.txt").is_file():
+        return folder
+    from tokenizers.pre_tokenizers import ByteLevel
+    merges = (src / "merges.txt").read_text(encoding="utf-8")
+    config = (src / "tokenizer_config.json").read_bytes()
+    key = hashlib.sha256(merges.encode() + config).hexdigest()[:16]
+    out = Path(tempfile.gettempdir()) / f"stilts_lab-bpe-{src.name}-{key}"
+    if (out / "vocab.json").is_file():
+        return str(out)
+    symbols = ["<s>", "<pad>", "</s>", "<unk>"] + sorted(ByteLevel.alphabet())
+    symbols += ["".join(line.split(" ")) for line in merges.splitlines()[1:] if line] + ["<mask>"]
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp", dir=out.parent))
+    for name in ("merges.txt", "tokenizer_config.json"):
+        shutil.copy(src / name, tmp / name)
+    (tmp / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(dict.fromkeys(symbols))}), encoding="utf-8")
+    try:
+        os.replace(tmp, out)  # complete or absent; a parallel job may have won the race
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)
 
 
 def resolve_pretrained(model_cfg: Mapping) -> str:
