@@ -97,9 +97,6 @@ def _tokenize(tokenizer, firsts, seconds, max_length):
 
 def _build(examples, tokenizer, *, kind, max_length, origin, key, work_dir: Path, keep_in_memory: bool):
     """Write the encoded examples to Arrow in batches (never all of them as Python objects at once)."""
-    if kind == "multiple_choice":
-        check_choices(examples, origin)  # before the builder, which would wrap the error in its own
-
     def rows():
         yield from encode(examples, tokenizer, kind=kind, max_length=max_length, origin=origin)
     # fingerprint=key: the builder would otherwise hash the whole example list to name its files

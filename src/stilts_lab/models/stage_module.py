@@ -62,7 +62,7 @@ class StageModule(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer):
-        self.guard.before_step(optimizer, [p for p in self.model.parameters() if p.requires_grad])
+        self.guard.before_step(optimizer, self._trainable)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.train_examples += int(batch["labels"].shape[0])
@@ -122,6 +122,7 @@ class StageModule(L.LightningModule):
         if fused is None:
             fused = fused_supported(self.device)
         optimizer = adamw(self.model, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused)
+        self._trainable = [p for group in optimizer.param_groups for p in group["params"]]  # listed once, not per step
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
