@@ -28,7 +28,6 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, DataCo
                           get_linear_schedule_with_warmup)
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.conftest.compose_config: the same composition the tests use
 from stilts_lab.data.batching import LengthGroupedBatchSampler  # noqa: E402
 from stilts_lab.data.datamodule import TaskDataModule  # noqa: E402
 from stilts_lab.models.encoder import SHAPES, load_tokenizer, with_bpe_vocab  # noqa: E402
@@ -83,7 +82,7 @@ def project_overrides(args, shape: Path, work: Path) -> list[str]:
 
 def rte_train(args, shape: Path, work: Path, tokenizer) -> list[dict]:
     """RTE train tokenized once by the project's own data path (same truncation for every arm)."""
-    from tests.conftest import compose_config
+    from stilts_lab.compose import compose_config
     cfg = compose_config(project_overrides(args, shape, work))
     from omegaconf import OmegaConf
     data = TaskDataModule(OmegaConf.to_container(cfg.target, resolve=True), tokenizer, batch_size=args.batch_size,
@@ -160,7 +159,7 @@ def arm_hf(args, rows, shape, tokenizer, work) -> float:
 
 def arm_project(args, rows, shape, tokenizer, work) -> float:
     from stilts_lab.pipeline import run
-    from tests.conftest import compose_config
+    from stilts_lab.compose import compose_config
     cfg = compose_config(project_overrides(args, shape, work) + [f"+output_dir={work / 'project'}"])
     metrics = run(cfg)
     if metrics["status"] == "failed" or not metrics["examples_per_second"]:

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+
+from stilts_lab.compose import compose_config  # noqa: F401  (the tests' composition is the package's)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -25,19 +26,6 @@ def cache_dir(tmp_path_factory) -> Path:
     STILTS_TEST_CACHE_DIR keeps it across sessions while developing."""
     keep = os.environ.get("STILTS_TEST_CACHE_DIR")
     return Path(keep) if keep else tmp_path_factory.mktemp("cache")
-
-
-def compose_config(overrides: list[str], *, data_dir: Path | None = None, cache_dir: Path | None = None,
-                   output_dir: Path | None = None):
-    extra = []
-    if data_dir is not None:
-        extra.append(f"paths.data_dir={data_dir}")
-    if cache_dir is not None:
-        extra.append(f"paths.cache_dir={cache_dir}")
-    if output_dir is not None:
-        extra.append(f"+output_dir={output_dir}")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides + extra)
 
 
 # Small enough to train in seconds on 2 CPU cores with the real MiniLM.

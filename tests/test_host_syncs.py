@@ -42,6 +42,7 @@ def test_batch_copy_is_non_blocking_for_every_task_kind(tokenizer_and_source, mo
         return real_to(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "to", spy)
+    assert type(batch) is dict  # what the DataLoader hands Lightning
     # "meta" is a device Lightning copies to non-blocking (it never does for "cpu"), so the CPU sees
     # exactly the calls a CUDA run would make
     moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)

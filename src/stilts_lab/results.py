@@ -76,3 +76,13 @@ def read_metrics(path: Path) -> dict | None:
                 metrics["trivial_baseline"] = metrics.pop(old)
                 break
     return metrics
+
+
+def metrics_files(root: Path, max_depth: int = 3) -> list[Path]:
+    """Every trial's metrics.json from `root` itself down to `max_depth` folders below it (a sweep's
+    trials sit at depth 1; a sweep of sweeps deeper), shallowest first, sorted within each depth."""
+    root = Path(root)
+    found = [root / METRICS_FILE] if (root / METRICS_FILE).is_file() else []
+    for depth in range(1, max_depth + 1):
+        found += sorted(p for p in root.glob("/".join(["*"] * depth) + "/" + METRICS_FILE) if p.is_file())
+    return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from stilts_lab.results import METRICS_FILE, read_metrics
+from stilts_lab.results import metrics_files, read_metrics
 
 log = logging.getLogger(__name__)
 FINISHED = ("ok", "diverged")
@@ -29,10 +29,9 @@ def finished_trial(config_hash: str, root: Path, max_depth: int = 3) -> tuple[Pa
     root = Path(root)
     if not root.is_dir():
         return None
-    candidates = [root / METRICS_FILE] + [p for d in range(1, max_depth + 1) for p in root.glob("/".join(["*"] * d) + "/" + METRICS_FILE)]
-    for path in candidates:
-        metrics = read_metrics(path) if path.is_file() else None
-        if path.is_file() and not isinstance(metrics, dict):  # a kill mid-write cannot do this; a copy can
+    for path in metrics_files(root, max_depth):
+        metrics = read_metrics(path)
+        if not isinstance(metrics, dict):  # a kill mid-write cannot do this; a copy can
             log.warning("%s is unreadable: its trial counts as not done and runs again", path)
         if metrics and metrics.get("config_hash") == config_hash and metrics.get("status") in FINISHED:
             return path, metrics

@@ -9,18 +9,17 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from stilts_lab.results import METRICS_FILE, read_metrics
+from stilts_lab.results import metrics_files, read_metrics
 
 
 def trials_of_this_command(sweep_dir: Path, run_id: str, max_depth: int = 3) -> list[tuple[Path, dict]]:
     """metrics.json files under the sweep dir written by this command (same run id): a resumed
     sweep's older failures that this command did not re-run are not its failures."""
     found = []
-    for depth in range(1, max_depth + 1):
-        for path in sorted(Path(sweep_dir).glob("/".join(["*"] * depth) + "/" + METRICS_FILE)):
-            metrics = read_metrics(path)
-            if isinstance(metrics, dict) and metrics.get("run_id") == run_id:
-                found.append((path, metrics))
+    for path in metrics_files(sweep_dir, max_depth):
+        metrics = read_metrics(path)
+        if isinstance(metrics, dict) and metrics.get("run_id") == run_id:
+            found.append((path, metrics))
     return found
 
 

@@ -46,4 +46,17 @@ def collator(tokenizer, kind: str, pad_to_multiple_of: int | None = None):
     `pad_to_multiple_of`, which keeps tensor-core shapes on a GPU), build attention_mask, rename
     label -> labels. Multiple-choice batches come out as (batch, choices, length)."""
     cls = DataCollatorForMultipleChoice if kind == "multiple_choice" else DataCollatorWithPadding
-    return cls(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    return AsDict(cls(tokenizer, pad_to_multiple_of=pad_to_multiple_of))
+
+
+class AsDict:
+    """The batch as a plain dict of tensors. DataCollatorWithPadding returns a BatchEncoding, and
+    Lightning passes non_blocking=True only to plain tensors: BatchEncoding.to() would copy
+    synchronously, a host sync every step for classification and regression. Multiple-choice
+    batches are dicts already."""
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, features: list[dict]) -> dict:
+        return dict(self.collate(features))

@@ -8,8 +8,7 @@ import time
 
 import lightning as L
 import torch
-from transformers import (AutoModelForMultipleChoice, AutoModelForSequenceClassification, BatchEncoding,
-                          get_linear_schedule_with_warmup)
+from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from stilts_lab.models.metrics import build_metrics
 from stilts_lab.models.optim import StepGuard, adamw, fused_supported
@@ -53,16 +52,6 @@ class StageModule(L.LightningModule):
         if self.hparams.kind == "regression":
             return logits.squeeze(-1)  # one output: the score itself
         return logits.argmax(-1)
-
-    # --- the copy to the device: asynchronous for every task kind ---------------------------------
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        # DataCollatorWithPadding returns a BatchEncoding. Lightning passes non_blocking=True only to
-        # plain tensors, and BatchEncoding.to() copies synchronously: a host sync every step for
-        # classification and regression. As a plain dict each tensor is copied non-blocking (from
-        # pinned memory on a GPU); multiple-choice batches are dicts already.
-        if isinstance(batch, BatchEncoding):
-            batch = dict(batch)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     # --- training: nothing here waits for the device -------------------------------------------
     def training_step(self, batch, batch_idx):
