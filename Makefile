@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -56,6 +56,11 @@ ablation-fakes: setup  ## vanilla vs real-fake with paper fakes vs with controll
 
 bench: setup
 	$(PY) bench/builder_throughput.py
+
+# On the CPU: the original recipe, HF Trainer and a bare loop (fp32 and bf16) against the project's trial
+# (docs/performance.md). Smoke run: make bench-cpu ARGS=--tiny
+bench-cpu: setup
+	$(PY) bench/cpu_throughput.py $(ARGS)
 
 # On one GPU: four training recipes side by side and the 36-trial grid (docs/performance.md).
 # CPU smoke test: make bench-gpu ARGS="--device cpu --tiny"
