@@ -367,6 +367,8 @@ def build_from_config(cfg) -> Path:
     """build_realfake from a composed Hydra config (cfg.generator, cfg.intermediate, cfg.paths)."""
     from omegaconf import OmegaConf
 
+    from stilts_lab.devices import torch_device
+
     if cfg.paths.data_dir is None:
         raise DataError("paths.data_dir is not set: set STILTS_DATA_DIR (or paths.data_dir) to a folder "
                         "holding the squad/ and wikitext2/ files")
@@ -384,4 +386,4 @@ def build_from_config(cfg) -> Path:
         num_examples=int(task.train_size) + int(task.eval_size or 0),
         num_fakes=int(task.num_fakes), seed=int(task.seed), cache_dir=Path(cfg.paths.cache_dir),
         words_max=int(task.words_max), words_min=int(task.words_min),
-        device="cuda" if cfg.trainer.accelerator == "gpu" else "cpu", fakes=str(task.get("fakes") or "paper"))
+        device=torch_device(cfg.trainer.accelerator), fakes=str(task.get("fakes") or "paper"))
