@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from stilts_lab.errors import DataError
-from stilts_lab.synth.audit import FEATURES, audit_rows, read_set, surface_features
+from stilts_lab.synth.audit import FEATURES, LEXICAL, audit_rows, read_set, surface_features
 
 WORDS = ("river stone market council winter harbour garden letter station engine valley morning "
          "Paris Lincoln Thames October Roman army vote bridge song theatre island church").split()
@@ -58,6 +58,27 @@ def test_a_planted_give_away_is_found(feature):
     assert report["shallow_classifier"]["scored_on"] == "held-out examples"
 
 
+# A generator's vocabulary: fakes say "rapid" where real endings say "river". Each swap keeps the
+# word's length and case, so every surface feature (length, capitals, punctuation, repeats) matches.
+GENERATOR_WORDS = {"river": "rapid", "stone": "shore", "market": "museum", "winter": "summer", "garden": "forest"}
+
+
+def overuse_generator_words(rng, ending: str) -> str:
+    return " ".join(GENERATOR_WORDS.get(w, w) for w in ending.split())
+
+
+def test_a_lexical_give_away_is_found_by_the_lexical_detectors_only():
+    report = audit_rows(make_set(overuse_generator_words))
+    assert set(report["lexical"]) == set(LEXICAL)
+    for name, detector in report["lexical"].items():
+        assert detector["accuracy"] >= 0.85, (name, detector)
+        assert detector["scored_on"] == "held-out examples"
+    for name, detector in report["detectors"].items():
+        assert detector["accuracy"] <= report["chance"] + 0.075, (name, detector)
+    assert report["shallow_classifier"]["accuracy"] <= report["chance"] + 0.075
+    assert report["max_accuracy"] >= 0.85  # the build's headline number sees it too
+
+
 def test_a_set_without_give_aways_stays_near_chance():
     report = audit_rows(make_set())
     assert report["examples"] == EXAMPLES and set(report["detectors"]) == set(FEATURES)
@@ -65,6 +86,8 @@ def test_a_set_without_give_aways_stays_near_chance():
         # 300 examples: one standard error is 0.025; both directions are tried, so allow ~3.
         assert detector["accuracy"] <= report["chance"] + 0.075, (name, detector)
     assert report["shallow_classifier"]["accuracy"] <= report["chance"] + 0.075
+    for name, detector in report["lexical"].items():
+        assert detector["accuracy"] <= report["chance"] + 0.075, (name, detector)
 
 
 def test_ties_count_as_a_random_pick():

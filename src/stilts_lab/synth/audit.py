@@ -2,7 +2,10 @@
 meaning find the real ending? Each detector looks at one surface feature of the endings (sentence
 breaks, punctuation at the edges, length, capitalisation, repeated n-grams) and picks the choice
 where that feature is largest, or smallest; a shallow classifier (scikit-learn's logistic
-regression) combines all the features and is scored on held-out examples only.
+regression) combines all the features and is scored on held-out examples only. Two lexical
+detectors read the endings' words (word uni+bigram and character 2-4-gram TF-IDF, each a logistic
+regression on the endings alone, never the prompt), so that "the generator's vocabulary against
+Wikipedia's" is caught even when every surface feature is matched.
 
     python -m stilts_lab.synth audit .cache/realfake/<key>        # a built set
     python -m stilts_lab.synth audit my_set.jsonl --endings choices --label answer
@@ -25,6 +28,8 @@ SENTENCE_BREAK = re.compile(r"(?<!\b[A-Z])[.!?…][\"'”’)\]]*\s+\S|\n")
 FEATURES = ("sentence_break", "leading_punctuation", "trailing_punctuation", "word_count", "char_count",
             "capitalised_words", "repeated_ngrams", "prompt_ngrams")
 CV_FOLDS = 5
+# Endings-only bags of n-grams: (analyzer, n-gram range) for scikit-learn's TfidfVectorizer.
+LEXICAL = {"word_ngrams": ("word", (1, 2)), "char_ngrams": ("char_wb", (2, 4))}
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -83,14 +88,51 @@ def _classifier_accuracy(features: list[list[dict]], labels: Sequence[int], seed
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     probs = cross_val_predict(model, np.array(x), np.array(y), groups=groups, cv=GroupKFold(n_splits=folds),
                               method="predict_proba")[:, 1]
+    return {"accuracy": _pick_accuracy(probs, [len(c) for c in features], labels), "model": "sklearn "
+            "LogisticRegression on per-example-centred surface features", "cv_folds": folds,
+            "scored_on": "held-out examples"}
+
+
+def _pick_accuracy(probs, sizes: Sequence[int], labels: Sequence[int]) -> float:
+    """Expected accuracy of "pick the choice scored most real" over consecutive groups of `sizes`
+    scores, ties broken at random."""
+    import numpy as np
+
     solved, start = 0.0, 0
-    for choices, label in zip(features, labels):
-        row = probs[start:start + len(choices)]
+    for size, label in zip(sizes, labels):
+        row = probs[start:start + size]
         tied = np.flatnonzero(row == row.max())
         solved += (label in tied) / len(tied)
-        start += len(choices)
-    return {"accuracy": round(solved / len(labels), 4), "model": "sklearn LogisticRegression on "
-            "per-example-centred surface features", "cv_folds": folds, "scored_on": "held-out examples"}
+        start += size
+    return round(solved / len(labels), 4)
+
+
+def lexical_detectors(endings: Sequence[Sequence[str]], labels: Sequence[int], seed: int) -> dict:
+    """Each LEXICAL bag of n-grams (TF-IDF, fitted on training folds only) under a logistic regression
+    that predicts "real" from one ending alone; an example is solved when its held-out real ending
+    scores highest. Folds split by example, as for the shallow classifier."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+
+    texts = [str(e) for choices in endings for e in choices]
+    y = np.array([int(i == label) for choices, label in zip(endings, labels) for i in range(len(choices))])
+    groups = [example for example, choices in enumerate(endings) for _ in choices]
+    folds = min(CV_FOLDS, len(labels))
+    report = {}
+    for name, (analyzer, ngram_range) in LEXICAL.items():
+        # Every word counts, one-letter ones too ("a", "I"): scikit-learn's default pattern drops them.
+        words = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
+        model = make_pipeline(TfidfVectorizer(analyzer=analyzer, ngram_range=ngram_range, sublinear_tf=True, **words),
+                              LogisticRegression(max_iter=1000, random_state=seed))
+        probs = cross_val_predict(model, texts, y, groups=groups, cv=GroupKFold(n_splits=folds),
+                                  method="predict_proba")[:, 1]
+        report[name] = {"accuracy": _pick_accuracy(probs, [len(c) for c in endings], labels),
+                        "model": f"sklearn LogisticRegression on {analyzer} {ngram_range[0]}-{ngram_range[1]}-gram "
+                                 "TF-IDF of the ending alone", "cv_folds": folds, "scored_on": "held-out examples"}
+    return report
 
 
 def audit_rows(rows: Sequence[Mapping], *, endings_field: str = "endings", label_field: str = "label",
@@ -112,9 +154,10 @@ def audit_rows(rows: Sequence[Mapping], *, endings_field: str = "endings", label
         detectors[name] = {"accuracy": round(max(largest, smallest), 4),
                            "rule": "pick the largest" if largest >= smallest else "pick the smallest"}
     classifier = _classifier_accuracy(features, labels, seed)
-    best = max([d["accuracy"] for d in detectors.values()] + [classifier["accuracy"]])
+    lexical = lexical_detectors([row[endings_field] for row in rows], labels, seed)
+    best = max([d["accuracy"] for d in (*detectors.values(), *lexical.values())] + [classifier["accuracy"]])
     return {"examples": len(rows), "chance": round(chance, 4), "detectors": detectors,
-            "shallow_classifier": classifier, "max_accuracy": best,
+            "shallow_classifier": classifier, "lexical": lexical, "max_accuracy": best,
             "max_over_chance": round(best - chance, 4)}
 
 
@@ -146,6 +189,9 @@ def format_audit(report: Mapping) -> str:
     entries = [(name, d["accuracy"], d["rule"]) for name, d in report["detectors"].items()]
     entries.append(("shallow_classifier", report["shallow_classifier"]["accuracy"],
                     f"{report['shallow_classifier']['cv_folds']}-fold cross-validated"))
+    # Builds audited before the lexical detectors existed have none in their provenance.json.
+    for name, d in report.get("lexical", {}).items():
+        entries.append((name, d["accuracy"], f"endings-only TF-IDF, {d['cv_folds']}-fold cross-validated"))
     for name, accuracy, rule in sorted(entries, key=lambda e: -e[1]):
         lines.append(f"  {name:>22}: {accuracy:.3f} ({accuracy - chance:+.3f} over chance; {rule})")
     return "\n".join(lines)
