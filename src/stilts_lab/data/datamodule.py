@@ -30,6 +30,8 @@ class TaskDataModule(L.LightningDataModule):
         self.data_dir, self.cache_dir, self.realfake_file = data_dir, cache_dir, realfake_file
         self.train_set = self.eval_set = None
         self.lengths: dict[str, list[int]] = {}
+        # per split, the source file and the 1-based data lines of the examples used: splits.json
+        self.splits: dict[str, dict] = {}
 
     @property
     def kind(self) -> str:
@@ -59,6 +61,7 @@ class TaskDataModule(L.LightningDataModule):
             keep = subset(range(len(encoded)), size, self.split_seed)  # the same rows a list would keep
             if len(keep) < len(encoded):
                 encoded = encoded.select(keep)  # an index over the memory-mapped rows, not a copy
+            self.splits[which] = {"file": split.file, "rows": [split.rows[i] for i in keep]}
             self.lengths[which] = list(encoded[LENGTH])
             sets[which] = encoded.remove_columns(LENGTH)  # the sampler's input, not the model's
         self.train_set, self.eval_set = sets["train"], sets["eval"]

@@ -37,6 +37,8 @@ class Split:
     examples: list[dict]
     origin: str                 # where the examples came from, for logs and metrics.json
     fingerprint_parts: list[str] = field(default_factory=list)
+    file: str = ""              # the source file (or Hub split), for splits.json
+    rows: list[int] = field(default_factory=list)  # each example's 1-based data line in `file`
 
 
 @dataclass
@@ -138,6 +140,20 @@ def _transform_files(task: Mapping, split: str, data_dir: str | Path) -> list[tu
     return found
 
 
+def is_carved(task: Mapping, data_dir: str | Path | None) -> bool:
+    """Whether load_task carves this task's train and eval splits from one file (under split_seed)."""
+    if task.get("format") == "realfake":
+        return True
+    if data_dir is None:
+        return False
+    train_rel = (task.get("files") or {}).get("train")
+    return not (train_rel and (Path(data_dir) / train_rel).is_file())
+
+
+def _lines(rows: list[dict]) -> list[int]:
+    return [int(r[LINE_KEY]) for r in rows]
+
+
 def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_file: Path | None = None) -> TaskData:
     """Read, transform and canonicalize both splits of a task."""
     if task.get("format") == "realfake":
@@ -163,6 +179,8 @@ def load_task(task: Mapping, *, data_dir: str | None, split_seed: int, realfake_
         train=Split(_canonical(task, train), str(train_path), _source_hashes(task, train_path, "train", data_dir)),
         eval=Split(_canonical(task, dev), str(eval_path), _source_hashes(task, eval_path, "eval", data_dir)),
         carved=False)
+    data.train.file, data.train.rows = str(train_path), _lines(train)
+    data.eval.file, data.eval.rows = str(eval_path), _lines(dev)
     _check_choice_counts(task, data)
     return _warn_short(task, data)
 
@@ -221,7 +239,10 @@ def _read(task: Mapping, path: Path, split: str, data_dir: str) -> list[dict]:
 
 def _carve(task, rows, split_seed, *, origin, parts, eval_size, log_it) -> TaskData:
     """Deterministic train/eval split of one file, for tasks whose train split is not on disk
-    (and for built data sets like realfake, which come as one file)."""
+    (and for built data sets like realfake, which come as one file). The carve depends only on the
+    file's rows and split_seed, never on the stage or the task reading it: tasks that share a file
+    (hellaswag and hellaswag_p) and both stages of one trial carve it the same way, so no eval row
+    is trained on in either stage. train_size / eval_size subsets are drawn afterwards, inside each side."""
     order = list(range(len(rows)))
     random.Random(split_seed).shuffle(order)
     n_eval = eval_size if eval_size else max(1, round(len(rows) * float(task.get("carve_eval_fraction", 0.3))))
@@ -231,13 +252,16 @@ def _carve(task, rows, split_seed, *, origin, parts, eval_size, log_it) -> TaskD
     examples = _canonical(task, rows)
     dev = [examples[i] for i in order[:n_eval]]
     train = [examples[i] for i in order[n_eval:]]
+    lines = _lines(rows)
     if log_it:
         log.warning("task %s: no train split in the data root; carved %d train / %d eval examples from %s "
                     "(split_seed %d). Scores are NOT on the official dev split.",
                     task.get("name"), len(train), len(dev), origin, split_seed)
     tag = f"carved:{split_seed}:{n_eval}"
-    return TaskData(train=Split(train, f"{origin} (carved train)", parts + [tag]),
-                    eval=Split(dev, f"{origin} (carved eval)", parts + [tag]), carved=True)
+    return TaskData(train=Split(train, f"{origin} (carved train)", parts + [tag], origin,
+                                [lines[i] for i in order[n_eval:]]),
+                    eval=Split(dev, f"{origin} (carved eval)", parts + [tag], origin,
+                               [lines[i] for i in order[:n_eval]]), carved=True)
 
 
 def _load_hub(task: Mapping) -> TaskData:
@@ -252,7 +276,7 @@ def _load_hub(task: Mapping) -> TaskData:
             origin = f"hf:{hf['path']}/{hf.get('name')}:{hf[which]}"
             rows = [dict(r, **{FILE_KEY: origin, LINE_KEY: i + 1}) for i, r in enumerate(ds)]
             rows = apply_transforms(rows, task.get("hf_transforms"), split=which, data_dir=None)
-            splits[which] = Split(_canonical(task, rows), origin, [origin, ds._fingerprint])
+            splits[which] = Split(_canonical(task, rows), origin, [origin, ds._fingerprint], origin, _lines(rows))
     except StiltsError:  # a bad row in the Hub copy: its own message, with the row
         raise
     except Exception as e:  # offline, unknown dataset, ...: say both ways out
