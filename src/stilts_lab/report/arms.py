@@ -29,7 +29,10 @@ NOT_SETTINGS = ("config.paths.", "config.hydra.", "config.logger.", "config.outp
                 "config.trainer.log_every_n_steps", "config.trainer.pin_memory", "config.data.num_workers",
                 "config.model.lr", "config.model.batch_size", "config.model.max_epochs",
                 "config.model.grid_lrs", "config.model.name", "config.target.name",
-                "config.intermediate.name")
+                "config.intermediate.name", "config.intermediate.seed")
+# The intermediate checkpoint's seed (which also seeds a real-fake build) is a random draw like the
+# grid's seed, not another experiment: an arm pools its seeds, and stats.py resamples them as a level.
+INTERMEDIATE_SEED = "config.intermediate.seed"
 # metrics.json's hashes of the data files a trial read ({"target.train": sha256, ...}), if recorded.
 DATA_FILES = "data_files"
 INTERMEDIATE_SIDE = ("config.intermediate.", "config.generator.", f"{DATA_FILES}.intermediate.")
@@ -83,7 +86,8 @@ def _varying(labels: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def assign_arms(df: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.DataFrame:
-    """Adds, per trial: `settings` (the differing settings of its arm, "key=value, ..."), `arm`
+    """Adds, per trial: `intermediate_seed` (its checkpoint's seed, a pooled level; None for
+    vanilla), `settings` (the differing settings of its arm, "key=value, ..."), `arm`
     (its key), `arm_sort` (its place among arms of the same intermediate task), `vanilla_arm` (the
     key of the vanilla arm it is compared with) and `cell` (its grid cell). `exclude` leaves
     settings out of the key (a --factor's levels are points on one line, not arms)."""
@@ -111,6 +115,9 @@ def assign_arms(df: pd.DataFrame, exclude: Iterable[str] = ()) -> pd.DataFrame:
             df.at[i, "arm"] = repr((name, own_values, shared_values))
             df.at[i, "arm_sort"] = tuple(value_sort_key(v) for _, v in own_values + shared_values)
             df.at[i, "vanilla_arm"] = repr((VANILLA, (), shared_values))
+    # None for vanilla: it has no intermediate checkpoint, so its trials are one group.
+    seeds = df.get(INTERMEDIATE_SEED, pd.Series(None, index=df.index, dtype=object))
+    df["intermediate_seed"] = seeds.map(value_label).where(df["intermediate"] != VANILLA)
     grid = df.reindex(columns=list(GRID))
     df["cell"] = [repr(tuple(value_label(v) for v in row)) for row in grid.itertuples(index=False)]
     return df

@@ -27,6 +27,10 @@ def _ci(ci: Interval) -> str:
     return f"n/a ({ci.note})" if ci.low is None else f"[{ci.low:.4f}, {ci.high:.4f}]"
 
 
+def _share(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
+
+
 def _md_table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -42,7 +46,8 @@ def _row(show: bool, r: dict, cells: list) -> list:
 
 def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFrame,
                    dirs: Sequence[Path], factor: str | None = None,
-                   factors: pd.DataFrame | None = None) -> str:
+                   factors: pd.DataFrame | None = None, appendix: Sequence[str] = ()) -> str:
+    """`appendix`: markdown lines of the report's cross-target sections (curves, matrix, estimates)."""
     lines = ["# Intermediate-task fine-tuning report", "",
              f"{len(df)} trials from {', '.join(str(d) for d in dirs)}; "
              f"{int((~df['scored']).sum())} failed, {int(df['diverged'].sum())} diverged."]
@@ -63,11 +68,20 @@ def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFra
         show = bool(section["settings"].astype(bool).any())
         lines += ["", f"## {target} (model {model}): dev {metric}",
                   "", f"Trivial baseline (majority class): {baselines or 'n/a'}.", ""]
+        seeded = any(r["intermediate_seeds"] > 1 for r in mine(arms))
         lines += _md_table(
             _with_settings(show, ["intermediate", "trials", "failed", "diverged", "mean", "std",
-                                  "median", "min", "max"]),
+                                  "median", "min", "max"]
+                           + (["intermediate seeds", "between-seed share"] if seeded else [])),
             (_row(show, r, [r["trials"], r["failed"], r["diverged"], _num(r["mean"]), _num(r["std"]),
-                            _num(r["median"]), _num(r["min"]), _num(r["max"])]) for r in mine(arms)))
+                            _num(r["median"]), _num(r["min"]), _num(r["max"])]
+                  + ([r["intermediate_seeds"] or "-", _share(r["between_seed_share"])] if seeded else []))
+             for r in mine(arms)))
+        if seeded:
+            lines += ["", "An arm's trials from several intermediate seeds (intermediate checkpoints) are pooled; "
+                      "`between-seed share` is the part of its score variance that lies between "
+                      "checkpoints (one-way random-effects variance components), and its Δ intervals "
+                      "come from a two-level bootstrap: seeds, then trials within each."]
 
         comp = mine(comparisons)
         if comp:
@@ -94,6 +108,7 @@ def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFra
                                (_row(show_f, r, [r["value"], r["n"], _num(r["mean"]), _num(r["std"]),
                                                  _ci(r["ci"])]) for r in ft))
 
+    lines += list(appendix)
     grid = ", ".join(c.removeprefix("config.") for c in GRID)
     lines += ["", "How to read: an arm is the trials of one intermediate task whose settings differ only in "
               f"the grid's own hyperparameters ({grid}); `settings` lists what else differs between "
@@ -108,3 +123,63 @@ def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFra
               f"cell ({grid}); a cell holding several trials of one arm contributes their mean. "
               "Δ > 0 favours the intermediate task.", ""]
     return "\n".join(lines)
+
+
+def curve_section(curves: pd.DataFrame) -> list[str]:
+    """Per target: the expected best dev score after n = 1, 3, 10 and all trials, with its band."""
+    from stilts_lab.report.curves import BAND_METHOD, CONFIDENCE, band_text, table_points
+    if curves.empty:
+        return []
+    lines = ["", "## Tuning curves: expected best dev score after n trials", "",
+             f"n = 1 is the arm's mean, n = all approaches its max. [{CONFIDENCE:.0%} simultaneous band: "
+             f"opda, {BAND_METHOD}, over the metric's whole range; n/a where the range is unknown.]"]
+    for (model, target), section in curves.groupby(["model", "target"], sort=True):
+        lines += ["", f"### {target} (model {model}): dev {section['metric_name'].iloc[0]}", ""]
+        rows = []
+        for _, curve in section.groupby("arm", sort=False):
+            first = curve.iloc[0]
+            at = curve.set_index("n")
+            cells = {n: band_text(at.loc[n]) for n in table_points(curve)}
+            trials = int(first["trials"])
+            rows.append([arm_label(first["intermediate"], first["settings"]), trials]
+                        + [cells.get(n, "-") for n in (1, 3, 10)] + [cells[trials]])
+        lines += _md_table(["intermediate", "trials", "n=1", "n=3", "n=10", "n=all"], rows)
+    return lines
+
+
+def matrix_section(cells: pd.DataFrame) -> list[str]:
+    """The transfer matrix: Δ mean and Δ max per (intermediate arm, target), * when the 95% interval
+    excludes 0."""
+    from stilts_lab.report.matrix import wide
+    if cells.empty:
+        return []
+    lines = ["", "## Transfer matrix: Δ against vanilla, intermediate × target", "",
+             "Each column in its own metric's units; [95% bootstrap interval], * where it excludes 0 "
+             "(two-level over intermediate seeds where an arm has several)."]
+    for stat in ("mean", "max"):
+        table = wide(cells, stat)
+        text = {(r["row"], r["column"]): f"{r[f'delta_{stat}']:+.4f} {_ci(Interval(r[f'delta_{stat}_low'], r[f'delta_{stat}_high']))}"
+                + ("*" if r[f"delta_{stat}_significant"] else "")
+                if r[f"delta_{stat}_low"] is not None and not pd.isna(r[f"delta_{stat}_low"])
+                else f"{r[f'delta_{stat}']:+.4f}" for r in cells.to_dict("records")}
+        lines += ["", f"### Δ {stat}", ""]
+        lines += _md_table(["intermediate"] + list(table.columns),
+                           ([row] + [text.get((row, c), "-") for c in table.columns] for row in table.index))
+    return lines
+
+
+def prediction_section(predictions: pd.DataFrame, trial_seconds: dict) -> list[str]:
+    """Each estimator's ranking of the candidates against the realised Δ mean, and its cost."""
+    if predictions.empty:
+        return []
+    lines = ["", "## Transferability estimates against realised Δ mean", "",
+             "Spearman's ρ (score vs Δ mean), NDCG (gain: Δ mean minus the target's smallest), "
+             "Regret@k ((best Δ − best Δ among the top k scored) / |best Δ|); estimator seconds "
+             "against the target trials' training seconds they would save.", ""]
+    lines += _md_table(["target", "estimator", "candidates", "Spearman ρ", "NDCG", "Regret@1", "Regret@3",
+                        "estimate s", "trials s"],
+                       ([r["target"], r["estimator"], r["candidates"], _num(r["spearman"]), _num(r["ndcg"]),
+                         _num(r["regret_at_1"]), _num(r["regret_at_3"]), f"{r['seconds']:.1f}",
+                         f"{trial_seconds.get((r['model'], r['target']), float('nan')):.1f}"]
+                        for r in predictions.to_dict("records")))
+    return lines

@@ -106,3 +106,57 @@ def plot_factor(table: pd.DataFrame, key: str, path: Path, title: str, metric: s
     # Outside the axes: error bars reach anywhere inside them.
     ax.legend(title="arm", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.savefig(path)
+
+
+def plot_tuning_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
+    """Expected best dev score after n trials, one line per arm, its band shaded (curves.py)."""
+    fig = new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
+    palette = sns.color_palette("deep", curves["arm"].nunique())
+    for colour, (key, curve) in zip(palette, curves.groupby("arm", sort=False)):
+        first = curve.iloc[0]
+        label = arm_label(first["intermediate"], first["settings"])
+        ax.plot(curve["n"], curve["expected_max"], color=colour, lw=2, marker="o", ms=3, label=label)
+        if curve["low"].notna().all():
+            ax.fill_between(curve["n"], curve["low"], curve["high"], color=colour, alpha=0.15, lw=0)
+    ax.set(xlabel="trials n", ylabel=f"expected best dev {curves['metric_name'].iloc[0] or 'metric'}",
+           title=title)
+    ax.legend(fontsize="small")
+    fig.savefig(path)
+
+
+def plot_transfer_matrix(cells: pd.DataFrame, path: Path, title: str) -> None:
+    """Two heatmaps (Δ mean, Δ max): rows intermediate arms, columns targets in their own units.
+    Each column is coloured on its own scale (its largest |Δ|), since the metrics differ; the
+    numbers are the Δ, and * marks a cell whose 95% interval excludes 0."""
+    from stilts_lab.report.matrix import wide
+    rows, columns = list(dict.fromkeys(cells["row"])), list(wide(cells, "mean").columns)
+    fig = new_figure(2.0 * len(columns) * 2 + 3.5, 0.6 * len(rows) + 2.4)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, stat in zip(axes, ("mean", "max")):
+        values = wide(cells, stat)
+        scale = values.abs().max().replace(0, 1.0)
+        marks = cells.pivot(index="row", columns="column", values=f"delta_{stat}_significant").reindex(
+            index=rows, columns=columns)
+        text = values.map(lambda v: "" if pd.isna(v) else f"{v:+.3f}") + marks.map(lambda m: "*" if m is True else "")
+        sns.heatmap(values / scale, annot=text, fmt="", cmap="RdBu", vmin=-1, vmax=1, cbar=False,
+                    linewidths=0.5, linecolor="white", ax=ax)
+        ax.set(title=f"Δ {stat} vs vanilla", xlabel="target (metric)", ylabel="intermediate" if stat == "mean" else "")
+    fig.suptitle(title)
+    fig.savefig(path)
+
+
+def plot_predicted(points: pd.DataFrame, path: Path, title: str) -> None:
+    """Predicted (an estimator's score) against realised (Δ mean), one panel per estimator."""
+    estimators = sorted(set(points["estimator"]))
+    fig = new_figure(4.2 * len(estimators) + 0.5, 4.2)
+    for ax, estimator in zip(np.atleast_1d(fig.subplots(1, len(estimators))), estimators):
+        group = points[points["estimator"] == estimator]
+        ax.scatter(group["score"], group["delta_mean"], s=40, color="0.15", zorder=3)
+        for r in group.itertuples():
+            ax.annotate(arm_label(r.intermediate), (r.score, r.delta_mean), fontsize="x-small",
+                        xytext=(4, 4), textcoords="offset points")
+        ax.axhline(0, ls="--", lw=1, color="0.5")
+        ax.set(xlabel=f"{estimator} score", ylabel="realised Δ mean vs vanilla", title=estimator)
+    fig.suptitle(title)
+    fig.savefig(path)

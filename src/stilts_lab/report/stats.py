@@ -91,3 +91,59 @@ def paired_tests(diffs: np.ndarray) -> PairedTests:
     else:
         ttest_p, ttest_note = float(stats.ttest_1samp(diffs, 0.0).pvalue), ""
     return PairedTests(n, float(diffs.mean()), wilcoxon_p, wilcoxon_note, ttest_p, ttest_note)
+
+
+def _two_level_resample(groups: list[np.ndarray], statistic: Callable, resamples: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """`resamples` values of statistic over a two-level resample: draw as many groups as there are,
+    with replacement, then each drawn group's trials with replacement. Groups of unequal size are
+    padded with NaN, so `statistic` must ignore NaN (np.nanmean, np.nanmax)."""
+    k, width = len(groups), max(len(g) for g in groups)
+    padded = np.full((k, width), np.nan)
+    for i, g in enumerate(groups):
+        padded[i, :len(g)] = g
+    sizes = np.array([len(g) for g in groups])
+    picked = rng.integers(0, k, size=(resamples, k))                       # which groups
+    within = (rng.random((resamples, k, width)) * sizes[picked][..., None]).astype(int)  # which trials
+    draws = padded[picked[..., None], within]
+    # a drawn group contributes as many trials as it has: the rest of its row is padding
+    draws[np.arange(width)[None, None, :] >= sizes[picked][..., None]] = np.nan
+    return statistic(draws.reshape(resamples, k * width), axis=1)
+
+
+def two_level_delta_ci(arm_groups: list[np.ndarray], vanilla_groups: list[np.ndarray],
+                       statistic: Callable, resamples: int = RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> Interval:
+    """95% percentile interval of statistic(arm) - statistic(vanilla) when an arm's trials come
+    from several intermediate checkpoints (groups, one per intermediate seed): each arm is resampled
+    on two levels, seeds then trials within each, so the interval carries the checkpoint-to-
+    checkpoint spread that pooling the trials would hide. `statistic` must ignore NaN."""
+    arm_groups = [np.asarray(g, float) for g in arm_groups if len(g)]
+    vanilla_groups = [np.asarray(g, float) for g in vanilla_groups if len(g)]
+    if note := _too_few(np.concatenate(arm_groups), np.concatenate(vanilla_groups)):
+        return Interval(None, None, note)
+    rng = np.random.default_rng(seed)
+    deltas = (_two_level_resample(arm_groups, statistic, resamples, rng)
+              - _two_level_resample(vanilla_groups, statistic, resamples, rng))
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return Interval(float(low), float(high))
+
+
+def between_seed_share(groups: list[np.ndarray]) -> float | None:
+    """The share of an arm's score variance that lies between intermediate seeds: the one-way
+    random-effects (ANOVA) variance components, sigma_b^2 / (sigma_b^2 + sigma_w^2), with
+    sigma_w^2 the within-seed mean square, sigma_b^2 = (MSB - MSW) / n0 clipped at 0, and n0 the
+    usual group size for unequal groups. None with fewer than 2 seeds or no within-seed spread
+    to compare against (every seed a single trial)."""
+    groups = [np.asarray(g, float) for g in groups if len(g)]
+    sizes = np.array([len(g) for g in groups])
+    k, n = len(groups), int(sizes.sum())
+    if k < 2 or n - k < 1:
+        return None
+    grand = np.concatenate(groups).mean()
+    msb = sum(m * (g.mean() - grand) ** 2 for m, g in zip(sizes, groups)) / (k - 1)
+    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - k)
+    n0 = (n - (sizes ** 2).sum() / n) / (k - 1)
+    between = max(0.0, (msb - msw) / n0)
+    total = between + msw
+    return float(between / total) if total > 0 else 0.0

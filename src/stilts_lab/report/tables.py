@@ -8,11 +8,27 @@ import pandas as pd
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.arms import VANILLA, applies, arm_order, assign_arms, value_label, value_sort_key
 from stilts_lab.report.collect import SCORE, sections
-from stilts_lab.report.stats import bootstrap_delta_ci, bootstrap_mean_ci, paired_tests
+from stilts_lab.report.stats import (between_seed_share, bootstrap_delta_ci, bootstrap_mean_ci, paired_tests,
+                                     two_level_delta_ci)
 
 
 def _first(arm: pd.DataFrame, column: str):
     return arm[column].iloc[0]
+
+
+def seed_groups(arm: pd.DataFrame) -> list[np.ndarray]:
+    """The scored trials' scores of one arm, one array per intermediate seed (one for vanilla)."""
+    scored = arm[arm["scored"]]
+    return [g[SCORE].to_numpy(float) for _, g in scored.groupby("intermediate_seed", dropna=False)]
+
+
+def delta_ci(arm: pd.DataFrame, vanilla: pd.DataFrame, statistic: str):
+    """Δ's interval: the two-level bootstrap when the arm pools several intermediate seeds,
+    the plain one otherwise (the same numbers as before seeds were an axis)."""
+    a, v = seed_groups(arm), seed_groups(vanilla)
+    if len(a) > 1 or len(v) > 1:
+        return two_level_delta_ci(a, v, {"mean": np.nanmean, "max": np.nanmax}[statistic])
+    return bootstrap_delta_ci(np.concatenate(a), np.concatenate(v), {"mean": np.mean, "max": np.max}[statistic])
 
 
 def arm_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -31,7 +47,9 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
                 mean=scores.mean() if n else None,
                 std=scores.std(ddof=1) if n > 1 else None,
                 median=scores.median() if n else None,
-                min=scores.min() if n else None, max=scores.max() if n else None))
+                min=scores.min() if n else None, max=scores.max() if n else None,
+                intermediate_seeds=int(arm.loc[arm["scored"], "intermediate_seed"].nunique()),
+                between_seed_share=between_seed_share(seed_groups(arm))))
     return pd.DataFrame(rows)
 
 
@@ -48,12 +66,13 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
             arm = scored[scored["arm"] == key]
             vanilla = scored[scored["arm"] == _first(arm_all, "vanilla_arm")]
             row = dict(model=model, target=target, intermediate=name, settings=_first(arm_all, "settings"),
-                       arm=key, no_delta="")
+                       arm=key, metric_name=", ".join(sorted(set(section["metric_name"].dropna()))),
+                       intermediate_seeds=int(arm["intermediate_seed"].nunique()), no_delta="")
             a, v = arm[SCORE].to_numpy(float), vanilla[SCORE].to_numpy(float)
             if len(a) and len(v):
                 row.update(delta_mean=a.mean() - v.mean(), delta_max=a.max() - v.max())
-                row["delta_mean_ci"] = bootstrap_delta_ci(a, v, np.mean)
-                row["delta_max_ci"] = bootstrap_delta_ci(a, v, np.max)
+                row["delta_mean_ci"] = delta_ci(arm, vanilla, "mean")
+                row["delta_max_ci"] = delta_ci(arm, vanilla, "max")
             elif not len(a):
                 row["no_delta"] = "no scored trials"
             elif (section["arm"] == _first(arm_all, "vanilla_arm")).any():

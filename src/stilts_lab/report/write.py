@@ -7,8 +7,12 @@ from typing import Sequence
 
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.collect import collect_trials, metric_names, sections
-from stilts_lab.report.markdown import render_summary
-from stilts_lab.report.plots import paper_style, plot_factor, plot_violins
+from stilts_lab.report.curves import curve_table
+from stilts_lab.report.markdown import curve_section, matrix_section, prediction_section, render_summary
+from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
+from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
+                                     plot_tuning_curves, plot_violins)
+from stilts_lab.report.predict import candidates, prediction_table, read_estimates
 from stilts_lab.report.tables import arm_table, comparison_table, factor_table
 from stilts_lab.results import METRICS_FILE
 
@@ -40,8 +44,22 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
     arms, comparisons = arm_table(df), comparison_table(df)
     df.drop(columns=INTERNAL).to_csv(out / "results.csv", index=False)
     keep(out / "results.csv")
+    # Curves, matrix and estimates are computed from the same trials (df) that results.csv holds.
+    curves, cells = curve_table(df), transfer_matrix(comparisons)
+    estimates = read_estimates(dirs)
+    points = candidates(comparisons, estimates) if estimates is not None else None
+    predictions = prediction_table(points) if points is not None else None
+    trial_seconds = df[df["scored"]].groupby(["model", "target"])["train_seconds"].sum().to_dict()
+    appendix = curve_section(curves) + matrix_section(cells) + (
+        prediction_section(predictions, trial_seconds) if predictions is not None else [])
+    if not cells.empty:
+        cells.to_csv(out / MATRIX_FILE, index=False)
+        keep(out / MATRIX_FILE)
+        with paper_style():
+            plot_transfer_matrix(cells, out / "transfer_matrix.png", "Transfer matrix")
+        keep(out / "transfer_matrix.png")
     (out / "summary.md").write_text(
-        render_summary(df, arms, comparisons, dirs, factor, factors), encoding="utf-8")
+        render_summary(df, arms, comparisons, dirs, factor, factors, appendix), encoding="utf-8")
     keep(out / "summary.md")
 
     print(f"{len(df)} trials ({int((~df['scored']).sum())} failed, {int(df['diverged'].sum())} "
@@ -55,6 +73,17 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
                 plot_violins(section, out / f"violin_{stem}.png",
                              f"{target}: dev {metric} over the grid ({model})")
             keep(out / f"violin_{stem}.png")
+        curve = curves[(curves["model"] == model) & (curves["target"] == target)] if len(curves) else curves
+        if len(curve):
+            with paper_style():
+                plot_tuning_curves(curve, out / f"curves_{stem}.png",
+                                   f"{target}: expected best dev {metric} after n trials ({model})")
+            keep(out / f"curves_{stem}.png")
+        mine = points[(points["model"] == model) & (points["target"] == target)] if points is not None else []
+        if len(mine):
+            with paper_style():
+                plot_predicted(mine, out / f"predicted_{stem}.png", f"{target}: predicted against realised ({model})")
+            keep(out / f"predicted_{stem}.png")
         if factors is not None:
             ft = factors[(factors["model"] == model) & (factors["target"] == target)]
             if len(ft):

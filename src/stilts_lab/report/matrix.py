@@ -1,0 +1,56 @@
+"""The transfer matrix (Pruksachatkun et al. 2020): one row per intermediate arm, one column per
+target, each cell the arm's Δ mean (and Δ max) against vanilla with its bootstrap interval, as
+comparison_table computes them (two-level when the arm pools several intermediate seeds).
+
+Each target keeps its own metric's units: its column header names the metric, and nothing is
+rescaled in the CSV. A cell is `significant` when its 95% interval excludes 0.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from stilts_lab.report.arms import arm_label
+
+MATRIX_FILE = "transfer_matrix.csv"
+
+
+def row_label(intermediate: str, settings: str) -> str:
+    return arm_label(intermediate, settings)
+
+
+def column_label(target: str, metric: str, model: str | None = None) -> str:
+    return f"{target} ({metric})" + (f" [{model}]" if model else "")
+
+
+def transfer_matrix(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Long form, one row per (intermediate arm, target): delta_{mean,max} with _low, _high and
+    _significant. Empty unless the report spans 2+ intermediate arms and 2+ targets."""
+    if comparisons.empty:
+        return pd.DataFrame()
+    several_models = comparisons["model"].nunique() > 1
+    rows = []
+    for r in comparisons.to_dict("records"):
+        if r["no_delta"]:
+            continue
+        row = dict(model=r["model"], target=r["target"], metric_name=r["metric_name"],
+                   intermediate=r["intermediate"], settings=r["settings"],
+                   intermediate_seeds=r["intermediate_seeds"],
+                   row=row_label(r["intermediate"], r["settings"]),
+                   column=column_label(r["target"], r["metric_name"], r["model"] if several_models else None))
+        for stat in ("mean", "max"):
+            ci = r[f"delta_{stat}_ci"]
+            row[f"delta_{stat}"] = r[f"delta_{stat}"]
+            row[f"delta_{stat}_low"], row[f"delta_{stat}_high"] = ci.low, ci.high
+            row[f"delta_{stat}_significant"] = ci.low is not None and (ci.low > 0 or ci.high < 0)
+        rows.append(row)
+    cells = pd.DataFrame(rows)
+    if cells.empty or cells["row"].nunique() < 2 or cells["column"].nunique() < 2:
+        return pd.DataFrame()
+    return cells
+
+
+def wide(cells: pd.DataFrame, stat: str) -> pd.DataFrame:
+    """rows x columns of delta_{stat}, in the order the arms and targets first appear."""
+    rows = list(dict.fromkeys(cells["row"]))
+    columns = list(dict.fromkeys(cells.sort_values(["target", "model"])["column"]))
+    return cells.pivot(index="row", columns="column", values=f"delta_{stat}").reindex(index=rows, columns=columns)

@@ -1,0 +1,132 @@
+"""Tuning curves, the transfer matrix, intermediate seeds and transferability estimates, on
+synthetic sweeps whose answers are known by construction (no training)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stilts_lab.report import write_report
+from stilts_lab.report.curves import tuning_curve
+from stilts_lab.report.predict import ndcg, regret_at, spearman
+from stilts_lab.report.stats import between_seed_share, two_level_delta_ci
+from tests.test_report import CELLS, write_trial
+
+VANILLA_SCORES = [0.50, 0.60, 0.70, 0.80]
+# Per (intermediate, target): the shift added to vanilla's score in every cell, so Δ mean = Δ max
+# = the shift exactly, and every bootstrap resample of a shifted arm differs by the same amount.
+SHIFTS = {("realfake", "rte"): 0.10, ("hellaswag", "rte"): 0.0, ("swag", "rte"): -0.10,
+          ("realfake", "cola"): -0.20, ("hellaswag", "cola"): 0.30, ("swag", "cola"): 0.0}
+METRIC = {"rte": "accuracy", "cola": "mcc"}
+
+
+def test_tuning_curve_hand_computed():
+    curve = tuning_curve(np.array([0.0, 1.0]), "accuracy")
+    # E[max of 2 draws from {0, 1}] = 1 - P(both 0) = 0.75; n = 1 is the mean.
+    assert curve["expected_max"].tolist() == pytest.approx([0.5, 0.75])
+    assert (curve["low"] <= curve["expected_max"]).all() and (curve["expected_max"] <= curve["high"]).all()
+    scores = np.array([0.5, 0.6, 0.7, 0.8])
+    curve = tuning_curve(scores, "accuracy")
+    assert curve["expected_max"].iloc[0] == pytest.approx(scores.mean())
+    # E[max of 4 draws]: sum over the sorted values of x_i * ((i/4)^4 - ((i-1)/4)^4)
+    by_hand = sum(x * ((i / 4) ** 4 - ((i - 1) / 4) ** 4) for i, x in enumerate(sorted(scores), 1))
+    assert curve["expected_max"].iloc[-1] == pytest.approx(by_hand)
+    assert tuning_curve(scores, "bleu")["low"].isna().all()  # unknown range: no band
+
+
+def test_between_seed_share_and_two_level_interval():
+    same = [np.array([0.5, 0.6, 0.7])] * 3
+    apart = [np.array([0.50, 0.51, 0.52]), np.array([0.70, 0.71, 0.72]), np.array([0.90, 0.91, 0.92])]
+    assert between_seed_share(same) == pytest.approx(0.0)
+    assert between_seed_share(apart) > 0.95
+    assert between_seed_share([np.array([0.5, 0.6])]) is None  # one seed: nothing to split
+    vanilla = [np.array([0.70, 0.71, 0.72, 0.70, 0.71, 0.72])]
+    pooled = np.concatenate(apart)
+    two = two_level_delta_ci(apart, vanilla, np.nanmean)
+    one = two_level_delta_ci([pooled], vanilla, np.nanmean)  # one group: the plain bootstrap
+    # Resampling the seeds carries their spread: the interval is much wider than pooling's.
+    assert two.high - two.low > 1.5 * (one.high - one.low)
+    assert two.low < 0 < two.high
+
+
+def test_prediction_statistics_hand_computed():
+    predicted, realised = np.array([3.0, 2.0, 1.0]), np.array([0.1, 0.3, 0.2])
+    assert spearman(predicted, realised) == pytest.approx(-0.5)  # ranks (3,2,1) vs (1,3,2)
+    # gains = realised - 0.1 = (0, 0.2, 0.1); ranked by prediction: 0, 0.2, 0.1
+    dcg = 0 / math.log2(2) + 0.2 / math.log2(3) + 0.1 / math.log2(4)
+    ideal = 0.2 / math.log2(2) + 0.1 / math.log2(3)
+    assert ndcg(predicted, realised) == pytest.approx(dcg / ideal)
+    assert regret_at(1, predicted, realised) == pytest.approx((0.3 - 0.1) / 0.3)
+    assert regret_at(3, predicted, realised) == 0.0
+    assert regret_at(1, realised, realised) == 0.0 and ndcg(realised, realised) == pytest.approx(1.0)
+
+
+@pytest.fixture
+def matrix_sweep(tmp_path: Path) -> Path:
+    """3 intermediates x 2 targets (accuracy, MCC), realfake with 2 intermediate seeds, and a
+    transfer_estimates.csv whose LogME ranks the rte arms exactly as realised, HScore backwards."""
+    root = tmp_path / "sweep"
+    for target in ("rte", "cola"):
+        cfg = {"target": {"name": target}}
+        for n, ((seed, lr), v) in enumerate(zip(CELLS, VANILLA_SCORES)):
+            m = write_trial(root / target / "none" / str(n), "none", seed, lr, v, config=cfg)
+            for name in ("realfake", "hellaswag", "swag"):
+                for iseed in ((1, 2) if name == "realfake" else (42,)):
+                    m = write_trial(root / target / name / str(iseed) / str(n), name, seed, lr,
+                                    round(v + SHIFTS[name, target], 4),
+                                    config={**cfg, "intermediate": {"seed": iseed}})
+        _retarget(root / target, target)
+    rows = [("none", "", "rte", "LogME", 0.0, 1.5), ("realfake", 1, "rte", "LogME", 2.0, 2.0),
+            ("realfake", 2, "rte", "LogME", 4.0, 2.0), ("hellaswag", 42, "rte", "LogME", 1.0, 2.0),
+            ("swag", 42, "rte", "LogME", -1.0, 2.0)]
+    rows += [(i, s, t, "HScore", -x, c) for i, s, t, _, x, c in rows]
+    pd.DataFrame(rows, columns=["intermediate", "intermediate_seed", "target", "estimator", "score",
+                                "seconds"]).to_csv(root / "transfer_estimates.csv", index=False)
+    return root
+
+
+def _retarget(folder: Path, target: str) -> None:
+    # write_trial writes an rte trial; these are the same trials on another target and metric.
+    import json
+    for path in folder.rglob("metrics.json"):
+        m = json.loads(path.read_text())
+        m.update(target=target, metric_name=METRIC[target])
+        path.write_text(json.dumps(m))
+
+
+def test_report_curves_matrix_and_estimates(matrix_sweep, tmp_path):
+    written = write_report([matrix_sweep], tmp_path / "out")
+    for name in ("transfer_matrix.csv", "transfer_matrix.png", "curves_rte.png", "curves_cola.png",
+                 "predicted_rte.png"):
+        assert name in written, name
+    cells = pd.read_csv(tmp_path / "out" / "transfer_matrix.csv")
+    assert len(cells) == 6  # 3 intermediate arms x 2 targets: realfake's 2 seeds pooled into one arm
+    for r in cells.itertuples():
+        assert r.delta_mean == pytest.approx(SHIFTS[r.intermediate, r.target])
+        assert r.delta_mean_significant == (SHIFTS[r.intermediate, r.target] != 0)
+    assert set(cells["column"]) == {"rte (accuracy)", "cola (mcc)"}
+    assert set(cells.loc[cells["intermediate"] == "realfake", "intermediate_seeds"]) == {2}
+
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(results.loc[results["intermediate"] == "realfake", "intermediate_seed"]) == {1, 2}
+
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    curves = summary.split("## Tuning curves")[1].split("## Transfer matrix")[0]
+    rte = curves.split("### rte")[1].split("###")[0]
+    vanilla_row = next(line for line in rte.splitlines() if line.startswith("| vanilla |"))
+    # n = 1 is the mean (0.65); 4 trials, so n = 10 is "-".
+    assert "| 4 | 0.6500 [" in vanilla_row and "| - |" in vanilla_row
+    # realfake's 2 identical seeds: none of its variance lies between them.
+    assert "between-seed share" in summary
+    assert next(line for line in summary.split("## rte")[1].splitlines()
+                if line.startswith("| realfake |")).rstrip(" |").endswith("| 0%")
+    estimates = summary.split("## Transferability estimates")[1]
+    logme = next(line for line in estimates.splitlines() if line.startswith("| rte | LogME |"))
+    hscore = next(line for line in estimates.splitlines() if line.startswith("| rte | HScore |"))
+    # LogME ranks the 4 candidates (vanilla 0, realfake +0.1, hellaswag 0, swag -0.1) with ties
+    # apart: rho 0.9487, NDCG 1, no regret; HScore the reverse: rho -0.9487, Regret@1 = 2.
+    assert "| 4 | 0.9487 | 1.0000 | 0.0000 | 0.0000 | 9.5 |" in logme
+    assert "| 4 | -0.9487 |" in hscore and "| 2.0000 |" in hscore
