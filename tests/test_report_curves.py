@@ -15,9 +15,9 @@ from stilts_lab.report.predict import ndcg, regret_at, spearman
 from stilts_lab.report.stats import between_seed_share, two_level_delta_ci
 from tests.test_report import CELLS, write_trial
 
-VANILLA_SCORES = [0.50, 0.60, 0.70, 0.80]
+VANILLA_SCORES = [0.60, 0.62, 0.64, 0.66]
 # Per (intermediate, target): the shift added to vanilla's score in every cell, so Δ mean = Δ max
-# = the shift exactly, and every bootstrap resample of a shifted arm differs by the same amount.
+# = the shift exactly; the spread (0.06) is small enough that every non-zero shift is significant.
 SHIFTS = {("realfake", "rte"): 0.10, ("hellaswag", "rte"): 0.0, ("swag", "rte"): -0.10,
           ("realfake", "cola"): -0.20, ("hellaswag", "cola"): 0.30, ("swag", "cola"): 0.0}
 METRIC = {"rte": "accuracy", "cola": "mcc"}
@@ -117,8 +117,8 @@ def test_report_curves_matrix_and_estimates(matrix_sweep, tmp_path):
     curves = summary.split("## Tuning curves")[1].split("## Transfer matrix")[0]
     rte = curves.split("### rte")[1].split("###")[0]
     vanilla_row = next(line for line in rte.splitlines() if line.startswith("| vanilla |"))
-    # n = 1 is the mean (0.65); 4 trials, so n = 10 is "-".
-    assert "| 4 | 0.6500 [" in vanilla_row and "| - |" in vanilla_row
+    # n = 1 is the mean (0.63); 4 trials, so n = 10 is "-".
+    assert "| 4 | 0.6300 [" in vanilla_row and "| - |" in vanilla_row
     # realfake's 2 identical seeds: none of its variance lies between them.
     assert "between-seed share" in summary
     assert next(line for line in summary.split("## rte")[1].splitlines()

@@ -37,7 +37,8 @@ def tuning_curve(scores: np.ndarray, metric: str, confidence: float = CONFIDENCE
     curve = pd.DataFrame({"n": ns, "expected_max": EmpiricalDistribution(scores).average_tuning_curve(ns)})
     curve["low"] = curve["high"] = np.nan
     bounds = METRIC_RANGE.get(metric)
-    if bounds is not None and len(scores) >= 2:
+    # a score outside the range (a mislabelled metric) gets no band rather than a false one
+    if bounds is not None and len(scores) >= 2 and bounds[0] <= scores.min() and scores.max() <= bounds[1]:
         with warnings.catch_warnings():
             # Dev scores are ratios of small integers, so ties are the rule: coverage is then
             # no longer exact (opda warns), which a report over a grid accepts.
