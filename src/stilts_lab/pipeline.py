@@ -31,8 +31,9 @@ from stilts_lab.results import METRICS_FILE, read_metrics, write_json_atomic
 from stilts_lab.stage import StageSettings, train_stage
 
 log = logging.getLogger(__name__)
-INTERMEDIATE_VERSION = "1"  # bump when the intermediate stage's training changes meaning
+INTERMEDIATE_VERSION = "2"  # bump when the intermediate stage's training changes meaning
 COMPLETE_FILE = "stage_metrics.json"  # written last inside the temp folder, before the rename
+SPLITS_FILE = "splits.json"           # beside metrics.json: the source rows each stage read
 DIVERGED_SUFFIX = ".diverged.json"    # <cache>/intermediate/<task>-<key>.diverged.json: a failed attempt
 # One id per command: __main__ sets it before launching, so every trial of a sweep (joblib and
 # submitit workers inherit the environment) shares it, and a re-run of the command gets a new one.
@@ -74,8 +75,10 @@ def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:
     intermediate = OmegaConf.to_container(cfg.intermediate, resolve=True)
     for key in ("files", "sources"):  # their content is in data_parts; the same data elsewhere is the same
         intermediate.pop(key, None)
+    # data.split_seed carves shared files and draws the stage's subsets (both stages use it)
     payload = {"v": INTERMEDIATE_VERSION, "model": OmegaConf.to_container(cfg.model, resolve=True),
-               "intermediate": intermediate, "trainer": trainer, "data": data_parts}
+               "intermediate": intermediate, "trainer": trainer, "data": data_parts,
+               "split_seed": int(cfg.data.split_seed)}
     return stable_hash(payload)
 
 
@@ -176,7 +179,9 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         result = train_stage(
             task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
             tokenizer=tokenizer, settings=_settings(cfg.intermediate, int(cfg.intermediate.max_steps)),
-            trainer_cfg=cfg.trainer, seed=int(cfg.intermediate.seed), split_seed=int(cfg.intermediate.seed),
+            # one carve per file for both stages: under the intermediate's own seed, a task sharing
+            # the target's file (hellaswag_p -> hellaswag) would train on the target's dev rows
+            trainer_cfg=cfg.trainer, seed=int(cfg.intermediate.seed), split_seed=int(cfg.data.split_seed),
             data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
             log_dir=output_dir(cfg) / "logs" / "intermediate", logger_cfg=cfg.get("logger"),
             metrics_file=output_dir(cfg) / METRICS_FILE,
@@ -187,7 +192,8 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             "metric_name": result.module.main_metric, "best_dev_metric": result.module.best_dev,
             "trivial_baseline": result.baseline, "diverged": result.module.diverged,
             "train_examples": len(result.data.train_set), "eval_examples": len(result.data.eval_set),
-            "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None}
+            "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None,
+            "splits": result.data.splits}
         finite = _finite_weights(result.module.model)
         if result.module.diverged or not finite:
             write_json_atomic(record, stage_info | {"diverged": True, "nonfinite_loss": bool(result.module.diverged),
@@ -205,6 +211,17 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         record.unlink(missing_ok=True)
         log.info("intermediate %s: best dev %s %.4f", name, result.module.main_metric, result.module.best_dev or 0)
     return key, final
+
+
+def trial_splits(checkpoint: dict | None, target_splits: dict) -> dict:
+    """splits.json: for each stage and split, the source file and its 1-based data lines, so that
+    anyone can check which rows a trial was trained and scored on. The intermediate stage's come from
+    its checkpoint's stage_metrics.json (a reused checkpoint was trained by another trial)."""
+    splits = {"target": target_splits}
+    if checkpoint is not None:
+        stage = read_metrics(Path(checkpoint["path"]) / COMPLETE_FILE) or {}
+        splits = {"intermediate": stage.get("splits"), **splits}
+    return splits
 
 
 def run(cfg: DictConfig) -> dict:
@@ -276,6 +293,7 @@ def run(cfg: DictConfig) -> dict:
                   "eval_examples": len(result.data.eval_set)},
         "status": "diverged" if diverged else "ok",
     })
+    write_json_atomic(out / SPLITS_FILE, trial_splits(metrics["intermediate_checkpoint"], result.data.splits))
     write_json_atomic(out / METRICS_FILE, metrics)
     # the one line a sweep prints per finished trial: status, score, time, where the result is
     log.info("trial finished: %s -> %s, status %s, best dev %s %.4f (trivial baseline %.4f), target stage %.1f s, "
