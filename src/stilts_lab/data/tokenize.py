@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import datasets
+from filelock import FileLock
 
 from stilts_lab.errors import DataError
 
@@ -26,9 +27,17 @@ LENGTH = "length"    # column the length-grouped sampler reads; not a model inpu
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Content, not name: two folders holding the same tokenizer share a cache entry."""
+    """Content, not name: two folders holding the same tokenizer share a cache entry. The backend's
+    truncation and padding are left out: every call sets them anew (the last call's settings stay in
+    to_str()), and _tokenize passes its own, so they never change the cached ids."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        body = json.dumps(state, sort_keys=True)
+    else:
+        body = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{body}".encode()).hexdigest()[:16]
 
 
@@ -112,35 +121,59 @@ def _build(examples, tokenizer, *, kind, max_length, origin, key, work_dir: Path
 def encode_cached(examples, tokenizer, *, kind, max_length, key: str, cache_dir: Path | None,
                   origin: str = "") -> datasets.Dataset:
     """The encoded examples as a Dataset: memory-mapped from cache_dir/tokenized/<key>/, built there
-    on first use; in memory when there is no cache dir."""
+    on first use; in memory when there is no cache dir.
+
+    Parallel jobs (sweep workers) share the cache: the first to need a key builds it under
+    <key>.lock into a temp folder renamed into place, the others wait and read it. A usable entry is
+    never moved or removed, since a job may be reading it (its memory maps, or a DataLoader worker
+    reopening its files); an unusable one is replaced only while holding the lock."""
     with _quiet():
         if cache_dir is None:
             with tempfile.TemporaryDirectory() as work:
                 return _build(examples, tokenizer, kind=kind, max_length=max_length, origin=origin, key=key,
                               work_dir=Path(work), keep_in_memory=True)
         path = Path(cache_dir) / "tokenized" / key
-        if path.is_dir():
-            try:
-                cached = datasets.load_from_disk(str(path))
-                if len(cached) == len(examples):
-                    return cached
-            except Exception as e:  # a damaged cache entry is rebuilt, never trusted
-                log.warning("ignoring unreadable tokenization cache %s (%s)", path, e)
+        cached = _load_usable(path, len(examples), quiet=True)  # no lock when it is already there
+        if cached is not None:
+            return cached
         path.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{key}.tmp-"))
-        try:
-            built = _build(examples, tokenizer, kind=kind, max_length=max_length, origin=origin, key=key,
-                           work_dir=work / "build", keep_in_memory=False)
-            built.save_to_disk(str(work / "final"))
-            del built
-            shutil.rmtree(path, ignore_errors=True)  # an unreadable or stale entry
+        with FileLock(str(path) + ".lock"):
+            cached = _load_usable(path, len(examples))  # built by a parallel job while we waited?
+            if cached is not None:
+                return cached
+            # Holding the lock, no one else writes this key: temp folders left by killed jobs are garbage.
+            for stale in path.parent.glob(f".{key}.tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{key}.tmp-"))
             try:
+                built = _build(examples, tokenizer, kind=kind, max_length=max_length, origin=origin, key=key,
+                               work_dir=work / "build", keep_in_memory=False)
+                built.save_to_disk(str(work / "final"))
+                del built
+                if path.exists():  # unusable (checked above, under the lock): set aside, removed below
+                    os.replace(path, work / "unusable")
                 os.replace(work / "final", path)
-            except OSError:  # a parallel job renamed its identical copy into place first
-                pass
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return datasets.load_from_disk(str(path))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            return datasets.load_from_disk(str(path))
+
+
+def _load_usable(path: Path, n_examples: int, *, quiet: bool = False) -> datasets.Dataset | None:
+    """The cached entry when it loads and holds one row per example, else None. Unlocked (quiet),
+    a failure may be an entry being replaced: the caller looks again under the lock."""
+    if not path.is_dir():
+        return None
+    try:
+        cached = datasets.load_from_disk(str(path))
+    except Exception as e:  # a damaged cache entry is rebuilt, never trusted
+        if not quiet:
+            log.warning("ignoring unreadable tokenization cache %s (%s)", path, e)
+        return None
+    if len(cached) == n_examples:
+        return cached
+    if not quiet:
+        log.warning("ignoring tokenization cache %s: %d rows for %d examples", path, len(cached), n_examples)
+    return None
 
 
 class _quiet:
