@@ -11,8 +11,11 @@ from stilts_lab.transfer.estimate import OUT_FILE, cost_lines, estimate, write
 
 
 def table(df) -> str:
-    wide = df.pivot_table(index=["target", "intermediate", "intermediate_seed"], columns="estimator",
-                          values="score").reset_index()
+    # the plain encoder has no intermediate seed: "-", not NaN, or pivot_table would drop its rows
+    seeds = df["intermediate_seed"].astype("string").fillna("-").replace("", "-")
+    keyed = df.assign(intermediate_seed=seeds)
+    wide = keyed.pivot_table(index=["target", "intermediate", "intermediate_seed"], columns="estimator",
+                             values="score").reset_index()
     wide.columns.name = None
     return wide.to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
