@@ -111,6 +111,27 @@ def test_duplicates_keep_newest(sweeps):
     assert "rerun" not in " ".join(df["path"])
 
 
+def test_failed_rerun_keeps_the_finished_score(tmp_path):
+    """A cell finished (0.71), then a later rerun of the same config failed (e.g. out of memory):
+    the report keeps the score, not the newer failure. A cell that only ever failed keeps its newest
+    failure; of two finished runs the newer one wins."""
+    root = tmp_path / "sweep"
+    finished = write_trial(root / "0", "none", 12, 1e-5, 0.71)
+    failed = write_trial(root / "1", "none", 12, 1e-5, None, status="failed")
+    assert finished["config_hash"] == failed["config_hash"]
+    write_trial(root / "2", "none", 42, 1e-5, None, status="failed")
+    write_trial(root / "3", "none", 42, 1e-5, None, status="failed")
+    write_trial(root / "4", "none", 12, 2e-5, 0.60)
+    write_trial(root / "5", "none", 12, 2e-5, 0.65)
+    for n, when in enumerate([1_000, 2_000, 1_000, 2_000, 1_000, 2_000]):
+        os.utime(root / str(n) / "metrics.json", (when, when))
+    df = collect_trials([root])
+    assert df.attrs["duplicates_dropped"] == 3
+    kept = {Path(p).parent.name: s for p, s in zip(df["path"], df["best_dev_metric"])}
+    assert sorted(kept) == ["0", "3", "5"]
+    assert kept["0"] == 0.71 and kept["5"] == 0.65 and pd.isna(kept["3"])
+
+
 def test_summary_has_hand_computed_statistics(sweeps, tmp_path):
     summary = (tmp_path / "out" / "summary.md")
     write_report([sweeps], summary.parent)

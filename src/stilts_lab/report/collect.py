@@ -18,7 +18,8 @@ TRIAL_FIELDS = ["config_hash", "model", "intermediate", "target", "seed", "best_
 
 
 def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
-    """One row per trial found under `dirs`. Re-runs (same config_hash) keep the newest file;
+    """One row per trial found under `dirs`. Re-runs (same config_hash) keep the newest finished
+    file (scored: a score and not failed), the newest file only where none finished;
     df.attrs records "duplicates_dropped" and "unreadable" (files read_metrics could not parse).
     Columns: TRIAL_FIELDS, path, hparams.*, data_files.* (if recorded), config.* (flattened), the derived booleans scored (has
     a score, not failed) and diverged, and the arm columns of arms.assign_arms."""
@@ -46,12 +47,14 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
     config = pd.json_normalize(configs, sep=".").add_prefix("config.")
     df = pd.concat([pd.DataFrame(rows), config], axis=1)
 
-    # Oldest first, so keep="last" keeps the newest re-run of each config.
-    df = df.sort_values("_mtime", kind="stable")
+    # A re-run of a config keeps the newest finished (scored) metrics.json: a failed newer attempt
+    # must not drop a valid score. Only where none finished is the newest failure kept. Finished
+    # last, then oldest first, so keep="last" picks that one.
+    df["scored"] = df[SCORE].notna() & (df["status"] != "failed")
+    df = df.sort_values(["scored", "_mtime"], kind="stable")
     rerun = df["config_hash"].notna() & df.duplicated("config_hash", keep="last")
     df = df[~rerun].drop(columns="_mtime").sort_values("path").reset_index(drop=True)
 
-    df["scored"] = df[SCORE].notna() & (df["status"] != "failed")
     at_or_below_baseline = df[SCORE].notna() & df["trivial_baseline"].notna() & (
         df[SCORE].astype(float) <= df["trivial_baseline"].astype(float))
     df["diverged"] = df["scored"] & ((df["status"] == "diverged") | at_or_below_baseline)

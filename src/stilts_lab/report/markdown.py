@@ -53,7 +53,8 @@ def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFra
              f"{int((~df['scored']).sum())} failed, {int(df['diverged'].sum())} diverged."]
     if df.attrs.get("duplicates_dropped"):
         lines.append(f"Dropped {df.attrs['duplicates_dropped']} duplicate trial(s) "
-                     "(same config_hash; kept the newest metrics.json).")
+                     "(same config_hash; kept the newest finished metrics.json, "
+                     "the newest failed one where none finished).")
     if df.attrs.get("unreadable"):
         lines.append(f"Skipped {df.attrs['unreadable']} unreadable metrics.json file(s).")
 
