@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from stilts_lab.errors import StiltsError
 from stilts_lab.pipeline import run
@@ -89,8 +90,12 @@ def cases(data_dir: Path) -> list[Case]:
         Case("epochs-zero", ["trainer.max_epochs=0"], r"^trainer.max_epochs=0 is impossible"),
         Case("epochs-boolean", ["trainer.max_epochs=true"], r"^trainer.max_epochs=True is impossible"),
         Case("precision-unknown", ["trainer.precision=fp8"], r"^trainer.precision='fp8' is impossible: expected one of"),
+        Case("precision-fp16", ["trainer.precision=16-mixed"], r"^trainer.precision=16-mixed is not supported: train in bf16-mixed"),
         Case("accelerator-unknown", ["trainer.accelerator=tpu9"], r"^trainer.accelerator='tpu9' is impossible"),
         Case("clip-negative", ["trainer.gradient_clip_val=-1"], r"^trainer.gradient_clip_val=-1 is impossible"),
+        Case("devices-two", ["trainer.devices=2"], r"^trainer.devices=2 is not supported: training runs on one device"),
+        Case("devices-auto", ["trainer.devices=auto"], r"^trainer.devices='auto' is not supported"),
+        Case("compile-unknown", ["trainer.compile=bogus"], r"^trainer.compile='bogus' is impossible: expected null, true or one of default"),
         Case("threads-zero", ["trainer.num_threads=0"], r"^trainer.num_threads=0 is impossible"),
         Case("progress-bar-text", ["trainer.enable_progress_bar=sometimes"], r"^trainer.enable_progress_bar='sometimes'"),
         Case("resume-text", ["resume=maybe"], r"^resume='maybe' is impossible: expected true or false"),
@@ -161,6 +166,9 @@ def cases(data_dir: Path) -> list[Case]:
         Case("dev-file-missing", [], r"task 'rte': no eval data: file not found: .*rte/dev.tsv.*STILTS_DATA_DIR",
              files={"rte/dev.tsv": None}),
     ]
+    if not torch.cuda.is_available():  # the GPU trainer on a machine without one: one line, naming the way out
+        c.append(Case("gpu-trainer-without-gpu", ["trainer=gpu"],
+                      r"^trainer.accelerator=gpu but this machine has no CUDA GPU .* trainer.accelerator=cpu"))
     # -- a user task YAML missing each required key
     for key, expect in [("name", r"^target.name is missing"), ("kind", r"^target.kind of task 'mytask' is None"),
                         ("format", r"^target.format of task 'mytask' is None"),
@@ -258,7 +266,8 @@ def cli(args, *, data_root_dir: Path, tmp_path: Path, sweep=False):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("case_id", ["seed-negative", "file-utf16", "user-task-without-fields", "top-p-zero"])
+@pytest.mark.parametrize("case_id", ["seed-negative", "file-utf16", "user-task-without-fields", "top-p-zero",
+                                     "compile-unknown"])
 def test_command_prints_one_error_line(case_id, tmp_path, data_dir):
     case = CASES[case_id]
     root = data_root(tmp_path, data_dir, case.files)
@@ -268,6 +277,23 @@ def test_command_prints_one_error_line(case_id, tmp_path, data_dir):
     assert r.returncode == 1, r.stderr[-2000:]
     assert len(errors) == 1 and re.search(case.expect.lstrip("^"), errors[0][len("error: "):]), r.stderr[-2000:]
     assert "Traceback" not in r.stderr + r.stdout
+    assert_nothing_finished(tmp_path / "run", tmp_path / "cache")
+
+
+def test_a_bad_config_answers_before_the_heavy_imports(tmp_path, data_dir):
+    """The command checks the config before torch, Lightning and transformers load (seconds of
+    imports), so a typo costs about a second; the check is the same one the pipeline runs."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['stilts_lab', 'seed=-1', 'hydra.run.dir=%s']\n"
+             "try:\n    runpy.run_module('stilts_lab', run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    print('exit', e.code, sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))\n"
+             ) % (tmp_path / "run")
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "STILTS_DATA_DIR": str(data_dir),
+           "STILTS_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert "exit 1 []" in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "error: seed=-1 is impossible" in r.stderr
     assert_nothing_finished(tmp_path / "run", tmp_path / "cache")
 
 

@@ -82,3 +82,18 @@ def test_cpu_experiments_share_one_intermediate_stage():
     own = OmegaConf.load(CONF / "intermediate_stage" / "minilm_cpu.yaml")
     assert all(stage == stages["realfake_to_rte"] for stage in stages.values()), stages
     assert {k: stages["small_grid"][k] for k in own} == OmegaConf.to_container(own)
+
+
+def test_the_trainer_configs_say_what_the_eval_batch_defaults_to(data_dir):
+    """cpu.yaml documents the default dev batch; the data module is what decides it."""
+    from stilts_lab.data.datamodule import TaskDataModule
+    from stilts_lab.models.encoder import load_tokenizer, resolve_tokenizer
+
+    cfg = compose_config(["data.batch_size=12"], data_dir=data_dir)
+    assert cfg.trainer.eval_batch_size is None
+    dm = TaskDataModule(OmegaConf.to_container(cfg.target, resolve=True), load_tokenizer(resolve_tokenizer(cfg.model)),
+                        batch_size=12, seed=0, split_seed=0, data_dir=data_dir, cache_dir=None,
+                        eval_batch_size=cfg.trainer.eval_batch_size)
+    comment = next(line for line in (CONF / "trainer" / "cpu.yaml").read_text().splitlines()
+                   if line.startswith("eval_batch_size:"))
+    assert dm.eval_batch_size == 24 and "null: 2 x data.batch_size" in comment

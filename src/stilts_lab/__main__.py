@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 import uuid
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -20,12 +21,34 @@ def _in_sweep() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _check_before_heavy_imports(cfg: DictConfig) -> None:
+    """A typo answers in a second, before torch, Lightning and transformers load (~8 s). Its trial
+    still leaves a metrics.json that says failed, as one failing later would (without the versions and
+    device, which need those imports). In a sweep each trial's own check in pipeline.run does this."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from stilts_lab.checks import check_config, config_hash, data_hashes
+    from stilts_lab.results import METRICS_FILE, write_json_atomic
+    try:
+        check_config(cfg)
+    except StiltsError as e:
+        out = Path(HydraConfig.get().runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / METRICS_FILE, {
+            "status": "failed", "error": f"{type(e).__name__}: {e}", "config_hash": config_hash(cfg),
+            "target": cfg.target.get("name"), "intermediate": cfg.intermediate.get("name"),
+            "data_files": data_hashes(cfg), "config": OmegaConf.to_container(cfg, resolve=True)})
+        raise
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")  # src/stilts_lab/conf -> conf/
 def main(cfg: DictConfig) -> float | None:
-    from stilts_lab.pipeline import run  # heavy imports after Hydra has parsed the command line
-    from stilts_lab.logging_setup import one_line_per_message
-    one_line_per_message()  # after Hydra set up its handlers, before any Trainer logs
     try:
+        if not _in_sweep():
+            _check_before_heavy_imports(cfg)
+        from stilts_lab.pipeline import run  # heavy imports after Hydra has parsed the command line
+        from stilts_lab.logging_setup import one_line_per_message
+        one_line_per_message()  # after Hydra set up its handlers, before any Trainer logs
         return run(cfg)["best_dev_metric"]
     except StiltsError as e:
         # The user's input is wrong: one line, no traceback. In a sweep it may concern only some

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # numpy's seed range (Lightning's seed_everything seeds numpy): anything outside is a traceback there.
 SEED_MAX = 2**32 - 1
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+# torch.compile's modes; `true` means the default one
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
 
 
@@ -82,13 +84,39 @@ def _boolean(cfg: DictConfig, key: str) -> None:
 def check_trainer(cfg: DictConfig) -> None:
     _one_of(cfg, "trainer.accelerator", ACCELERATORS)
     _one_of(cfg, "trainer.precision", PRECISIONS)
+    precision = str(OmegaConf.select(cfg, "trainer.precision"))
+    if precision.startswith("16"):
+        # fp16 needs a loss scaler, whose overflows on its first steps are normal: the module's
+        # non-finite guard sees the gradients before the scaler unscales them and would call those
+        # steps diverged. bf16 has fp32's range and needs no scaler.
+        raise ConfigError(f"trainer.precision={precision} is not supported: train in bf16-mixed "
+                          "(or 32-true); fp16's loss scaling is not built")
     _non_negative(cfg, "trainer.gradient_clip_val", allow_none=True)
     _positive(cfg, "trainer.num_threads", allow_none=True, integer=True)
     _positive(cfg, "trainer.log_every_n_steps", integer=True)
     _boolean(cfg, "trainer.enable_progress_bar")
     devices = OmegaConf.select(cfg, "trainer.devices")
-    if devices != "auto" and devices != -1:
-        _positive(cfg, "trainer.devices", integer=True)
+    if devices != 1:
+        # Several devices means DDP: the length-grouped sampler is not sharded, and a re-launched rank
+        # would wait on the intermediate-checkpoint lock that rank 0 holds while it waits for them.
+        raise ConfigError(f"trainer.devices={devices!r} is not supported: training runs on one device "
+                          "(trainer.devices=1); run trials in parallel with a Hydra launcher instead")
+    compile_mode = OmegaConf.select(cfg, "trainer.compile")
+    if compile_mode not in (None, False, True) and str(compile_mode) not in COMPILE_MODES:
+        _fail("trainer.compile", compile_mode, f"null, true or one of {', '.join(COMPILE_MODES)}")
+
+
+def check_device(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one: say so before Lightning does it in a traceback.
+    Imports torch, so it runs after the cheap checks."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+    if not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU that torch "
+                          f"{torch.__version__} can use: train on the CPU with trainer.accelerator=cpu "
+                          "(or trainer=cpu)")
 
 
 def check_generator(cfg: DictConfig) -> None:

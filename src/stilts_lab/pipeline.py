@@ -21,7 +21,7 @@ import transformers
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.checks import (NOT_RESULTS, cached_file_sha256, check_config, check_max_length, config_hash,
+from stilts_lab.checks import (NOT_RESULTS, cached_file_sha256, check_config, check_device, check_max_length, config_hash,
                               data_hashes, stable_hash)
 from stilts_lab.data.tasks import task_files
 from stilts_lab.errors import DivergedError
@@ -254,6 +254,7 @@ def run(cfg: DictConfig) -> dict:
             return prior
     try:
         check_config(cfg)
+        check_device(cfg)
         source = resolve_pretrained(cfg.model)
         tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
         check_max_length(cfg.target, tokenizer, "target")

@@ -11,7 +11,6 @@ import lightning as L
 import torch
 
 from stilts_lab.data.datamodule import TaskDataModule
-from stilts_lab.errors import ConfigError
 from stilts_lab.models.encoder import load_head_model
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
@@ -53,14 +52,11 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
                           pad_to_multiple_of=trainer_cfg.get("pad_to_multiple_of"))
     data.setup()
     kind = task["kind"]
-    head_kwargs = {"num_labels": data.num_labels} if kind != "multiple_choice" else {}
-    if kind == "regression":
-        head_kwargs["problem_type"] = "regression"
     model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
-                            attn_implementation="sdpa", **head_kwargs)
+                            attn_implementation="sdpa", head=head_config(kind, data.num_labels))
     if trainer_cfg.get("compile"):
         # in place: the state dict keeps its keys, so save_pretrained still writes a plain checkpoint
-        model.compile(mode=None if trainer_cfg["compile"] == "default" else trainer_cfg["compile"],
+        model.compile(mode=None if trainer_cfg["compile"] in ("default", True) else trainer_cfg["compile"],
                       backend=trainer_cfg.get("compile_backend") or "inductor")
     module = StageModule(model, kind=kind, metrics=list(task["metrics"]), num_labels=data.num_labels,
                          lr=settings.lr, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
@@ -89,12 +85,19 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     return StageResult(module, data, baseline, time.perf_counter() - start)
 
 
+def head_config(kind: str, num_labels: int) -> dict:
+    """The head's settings, every one of them set for this task. An intermediate checkpoint carries
+    the config of the head it was trained with (problem_type, id2label); whatever is left unset here
+    travels into the target stage, so a regression checkpoint would put a classification target under
+    MSELoss. Order matters: num_labels first (its setter rebuilds id2label), then problem_type."""
+    if kind == "multiple_choice":
+        return {"num_labels": 1, "problem_type": None}  # one score per choice; the choices are the softmax axis
+    return {"num_labels": num_labels,
+            "problem_type": "regression" if kind == "regression" else "single_label_classification"}
+
+
 def clip_value(trainer_cfg: Mapping) -> float | None:
     value = trainer_cfg.get("gradient_clip_val")
-    if value is None:
-        return None
-    if str(trainer_cfg.get("precision", "")).startswith("16"):
-        # fp16 needs loss scaling, and clipping scaled gradients would be wrong; bf16 needs neither
-        raise ConfigError(f"trainer.precision={trainer_cfg['precision']} with gradient clipping is not supported: "
-                          "use bf16-mixed (or trainer.gradient_clip_val=null)")
+    if value is None or float(value) == 0:
+        return None  # 0 means no clipping, as in Lightning's own gradient_clip_val
     return float(value)

@@ -98,11 +98,20 @@ def load_tokenizer(source: str):
         raise ConfigError(f"cannot load a tokenizer from '{source}': {e}") from None
 
 
-def load_head_model(auto_cls, source: str, *, random_init: bool = False, **config_kwargs):
-    """A fresh task head on the encoder found at `source` (pretrained or an intermediate checkpoint)."""
+def load_head_model(auto_cls, source: str, *, random_init: bool = False, head: Mapping | None = None,
+                    **model_kwargs):
+    """A fresh task head on the encoder found at `source` (pretrained or an intermediate checkpoint).
+
+    `head` (num_labels, problem_type) is set on the loaded config attribute by attribute, after it is
+    read: an intermediate checkpoint carries the config of the head it was trained with, and passing
+    the new values as loading kwargs would have them checked against the old ones (a classification
+    checkpoint then refuses a 1-output regression head)."""
     try:
+        config = AutoConfig.from_pretrained(source)
+        for key, value in (head or {}).items():
+            setattr(config, key, value)  # num_labels first: its setter renames id2label/label2id to match
         if random_init:
-            return auto_cls.from_config(AutoConfig.from_pretrained(source, **config_kwargs))
-        return auto_cls.from_pretrained(source, **config_kwargs)
+            return auto_cls.from_config(config, **model_kwargs)
+        return auto_cls.from_pretrained(source, config=config, **model_kwargs)
     except OSError as e:
         raise ConfigError(f"cannot load encoder weights from '{source}': {e}") from None

@@ -60,9 +60,9 @@ class StepGuard:
             torch.nn.utils.clip_grads_with_norm_(params, self.max_norm, norm, foreach=True)
         if optimizer.defaults.get("fused"):
             optimizer.found_inf = flag  # read by the fused kernel: non-zero skips the update
-        elif bool(flag):  # no fused kernel on this device: one sync per step is the price
-            for p in params:
-                p.grad = None  # AdamW skips parameters without gradients
+        # Without the fused kernel nothing skips the update on the device, and skipping it from the host
+        # would cost a sync every step. The module reads the flag every few steps and before every dev
+        # pass, and stops the trial as diverged: weights updated after the bad step are never scored.
         return norm
 
     def tripped(self) -> bool:
