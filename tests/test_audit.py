@@ -123,3 +123,16 @@ def test_a_malformed_row_names_its_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "stilts_lab.synth", "audit", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "bad.jsonl:2" in done.stderr
+
+
+def test_rows_with_different_numbers_of_endings_name_the_line(tmp_path):
+    # Chance (1 / choices) and the rule detectors assume one count per set: a ragged set would print
+    # accuracies against the wrong chance, so the audit stops at the first row that differs.
+    path = tmp_path / "ragged.jsonl"
+    path.write_text('{"endings": ["a", "b", "c"], "label": 0}\n{"endings": ["a", "b", "c"], "label": 1}\n'
+                    '{"endings": ["a", "b"], "label": 1}\n')
+    with pytest.raises(DataError, match=r"ragged\.jsonl:3: 2 endings, but earlier rows have 3 \(as at .*ragged\.jsonl:1\)"):
+        read_set(path)
+    done = subprocess.run([sys.executable, "-m", "stilts_lab.synth", "audit", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and "ragged.jsonl:3" in done.stderr

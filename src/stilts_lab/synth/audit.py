@@ -172,11 +172,17 @@ def read_set(path: Path, *, endings_field: str = "endings", label_field: str = "
     if not path.is_file():
         raise DataError(f"audit: no such file {path} (give a built set's folder or a jsonl file)")
     rows = read_jsonl(path)
+    first = None  # (count, where) of the first row: chance and the rule detectors assume one count
     for row in rows:
         where = f"{row[FILE_KEY]}:{row[LINE_KEY]}"
         endings, label = row.get(endings_field), row.get(label_field)
         if not isinstance(endings, list) or len(endings) < 2:
             raise DataError(f"{where}: field '{endings_field}' must be a list of at least 2 endings")
+        if first is None:
+            first = (len(endings), where)
+        elif len(endings) != first[0]:
+            raise DataError(f"{where}: {len(endings)} endings, but earlier rows have {first[0]} (as at "
+                            f"{first[1]}); every row of an audited set needs the same number")
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(endings):
             raise DataError(f"{where}: field '{label_field}' must be an index into '{endings_field}', got {label!r}")
     return rows
