@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from stilts_lab.compose import compose_config
 from stilts_lab.data.datamodule import TaskDataModule
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
-from stilts_lab.pipeline import cpu_name
+from stilts_lab.environment import cpu_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import arms as A  # noqa: E402  (bench/arms.py, beside this script)

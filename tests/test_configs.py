@@ -3,7 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from stilts_lab.checks import check_config, config_hash
+from stilts_lab.checks import check_config
+from stilts_lab.identity import config_hash
 from tests.conftest import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

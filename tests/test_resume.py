@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import stilts_lab.pipeline as pipeline
-from stilts_lab.checks import config_hash, data_hashes
+from stilts_lab.identity import config_hash, data_hashes, intermediate_key
 from stilts_lab.errors import DivergedError
-from stilts_lab.pipeline import COMPLETE_FILE, DIVERGED_SUFFIX, intermediate_data_parts, intermediate_key, run
+from stilts_lab.pipeline import COMPLETE_FILE, DIVERGED_SUFFIX, intermediate_data_parts, run
 from stilts_lab.results import METRICS_FILE
 from tests.conftest import compose_config
 
@@ -49,7 +49,7 @@ def test_config_hash_ignores_what_never_changes_a_result(override, data_dir):
 
 
 @pytest.mark.parametrize("override", ["seed=4", "optim.lr=3e-5", "trainer.gradient_clip_val=0.5",
-                                      "trainer.precision=bf16-mixed", "target.eval_size=50", "data.split_seed=1",
+                                      "trainer.precision=64-true", "target.eval_size=50", "data.split_seed=1",
                                       "intermediate=copa"])
 def test_config_hash_changes_with_what_changes_a_result(override, data_dir):
     base = compose_config(["seed=3"], data_dir=data_dir)
@@ -63,7 +63,7 @@ def _key(overrides, data_dir) -> str:
 
 def test_intermediate_key_covers_training_settings_and_label_files(tmp_path, data_dir):
     base = _key([], data_dir)
-    for changed in (["trainer.gradient_clip_val=0.5"], ["trainer.accelerator=gpu"], ["trainer.precision=bf16-mixed"],
+    for changed in (["trainer.gradient_clip_val=0.5"], ["trainer.accelerator=gpu"], ["trainer.precision=64-true"],
                     ["intermediate.lr=1e-5"], ["intermediate.max_steps=10"], ["model.random_init=true"]):
         assert _key(changed, data_dir) != base, changed
     edited = copy_root(data_dir, tmp_path / "edited", {"socialiqa/dev-labels.lst": lambda t: t.replace("1", "3", 1)})
@@ -105,7 +105,7 @@ def test_diverged_intermediate_is_recorded_and_never_reused(tmp_path, data_dir, 
     message, metrics = trial(2, tmp_path / "b")  # the same command: fails at once, no second training
     assert trained == ["copa"] and "diverged earlier in this command" in message
 
-    monkeypatch.setattr(pipeline, "RUN_ID", "a-later-command")
+    monkeypatch.setenv("STILTS_RUN_ID", "a-later-command")
     message, _ = trial(1, tmp_path / "c")       # a later command tries again
     assert trained == ["copa", "copa"] and "diverged while training" in message
     assert json.loads(records[0].read_text())["run_id"] == "a-later-command"

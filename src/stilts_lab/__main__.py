@@ -27,7 +27,8 @@ def _check_before_heavy_imports(cfg: DictConfig) -> None:
     device, which need those imports). In a sweep each trial's own check in pipeline.run does this."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
-    from stilts_lab.checks import check_config, config_hash, data_hashes
+    from stilts_lab.checks import check_config
+    from stilts_lab.identity import config_hash, data_hashes
     from stilts_lab.results import METRICS_FILE, write_json_atomic
     try:
         check_config(cfg)

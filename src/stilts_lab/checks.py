@@ -1,18 +1,10 @@
-"""Reject impossible settings before any work starts, naming the config key; and the identity of a
-trial (config hash) that resume and reports match on."""
+"""Reject impossible settings before any work starts, each in one line that names the config key."""
 from __future__ import annotations
-
-import hashlib
-import json
-import logging
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.data.tasks import check_task, task_files
+from stilts_lab.data.tasks import check_task
 from stilts_lab.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 # numpy's seed range (Lightning's seed_everything seeds numpy): anything outside is a traceback there.
 SEED_MAX = 2**32 - 1
@@ -176,66 +168,3 @@ def check_max_length(task, tokenizer, role: str) -> None:
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and limit < 1_000_000 and value > limit:  # huge: the tokenizer sets no limit
         _fail(f"{role}.max_length", value, f"at most {limit}, the encoder's longest input")
-
-
-def stable_hash(payload) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# Settings that change where or how fast a trial runs, or what it prints, never its result.
-NOT_RESULTS = {"trainer": ("num_threads", "enable_progress_bar", "log_every_n_steps", "pin_memory"),
-               "data": ("num_workers",)}
-# Path keys of a task: the content of the files they name is hashed instead (see data_hashes).
-TASK_PATH_KEYS = ("files", "sources")
-
-
-def data_hashes(cfg: DictConfig) -> dict[str, str]:
-    """sha256 of every data file the trial reads (target and intermediate, including label files
-    read by transforms), keyed by stage and role: the same data under another root hashes the same,
-    an edited file does not. A missing file is left out; the run itself reports it."""
-    data_dir = cfg.paths.get("data_dir")
-    hashes = {}
-    for role in ("target", "intermediate"):
-        task = cfg.get(role)
-        if task is None or task.get("name") == "none" or data_dir is None:
-            continue
-        for label, path in task_files(OmegaConf.to_container(task, resolve=True), data_dir).items():
-            digest = cached_file_sha256(path)
-            if digest:
-                hashes[f"{role}.{label}"] = digest
-    return hashes
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """Identity of a trial: everything that determines its result, not where it runs or writes.
-    Paths are replaced by the hashes of the data they lead to."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("paths", "hydra", "resume", "output_dir", "logger"):
-        resolved.pop(key, None)
-    for group, keys in NOT_RESULTS.items():
-        for key in keys:
-            (resolved.get(group) or {}).pop(key, None)
-    for role in ("target", "intermediate"):
-        for key in TASK_PATH_KEYS:
-            (resolved.get(role) or {}).pop(key, None)
-    resolved["data_files"] = data_hashes(cfg)
-    return stable_hash(resolved)
-
-
-_SHA_CACHE: dict[tuple, str] = {}
-
-
-def cached_file_sha256(path: Path) -> str | None:
-    """A sweep hashes the same files for every trial: remember them by (path, size, mtime)."""
-    from stilts_lab.data.readers import file_sha256
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        try:
-            _SHA_CACHE[key] = file_sha256(path)
-        except OSError:  # unreadable: reading it for the run will say so, naming the file
-            return None
-    return _SHA_CACHE[key]

@@ -9,35 +9,27 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import shutil
-import time
-import uuid
 from pathlib import Path
 
-import lightning
 import torch
-import transformers
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.checks import (NOT_RESULTS, cached_file_sha256, check_config, check_device, check_max_length, config_hash,
-                              data_hashes, stable_hash)
+from stilts_lab.checks import check_config, check_device, check_max_length
 from stilts_lab.data.tasks import task_files
+from stilts_lab.environment import device_info, versions
 from stilts_lab.errors import DivergedError
+from stilts_lab.identity import cached_file_sha256, config_hash, data_hashes, intermediate_key
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
 from stilts_lab.resume import finished_trial, sweep_root
-from stilts_lab.results import METRICS_FILE, read_metrics, write_json_atomic
-from stilts_lab.stage import StageSettings, train_stage
+from stilts_lab.results import METRICS_FILE, read_metrics, run_id, write_json_atomic
+from stilts_lab.stage import stage_settings, train_stage
 
 log = logging.getLogger(__name__)
-INTERMEDIATE_VERSION = "2"  # bump when the intermediate stage's training changes meaning
 COMPLETE_FILE = "stage_metrics.json"  # written last inside the temp folder, before the rename
 SPLITS_FILE = "splits.json"           # beside metrics.json: the source rows each stage read
 DIVERGED_SUFFIX = ".diverged.json"    # <cache>/intermediate/<task>-<key>.diverged.json: a failed attempt
-# One id per command: __main__ sets it before launching, so every trial of a sweep (joblib and
-# submitit workers inherit the environment) shares it, and a re-run of the command gets a new one.
-RUN_ID = os.environ.setdefault("STILTS_RUN_ID", uuid.uuid4().hex[:12])
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -63,23 +55,6 @@ def intermediate_data_parts(cfg: DictConfig, realfake_file: Path | None) -> list
     # data files and the files its transforms read (label files), by role
     files = task_files(OmegaConf.to_container(cfg.intermediate, resolve=True), data_dir)
     return [f"{label}:{cached_file_sha256(path)}" for label, path in sorted(files.items())]
-
-
-def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:
-    """Everything that determines the checkpoint: model, task and its data, stage settings, and how
-    it is trained (gradient clipping, accelerator, precision, fused/compiled kernels...). Left out:
-    the target stage's epochs and the settings that never change a result (NOT_RESULTS)."""
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in ("max_epochs", *NOT_RESULTS["trainer"]):
-        trainer.pop(key, None)
-    intermediate = OmegaConf.to_container(cfg.intermediate, resolve=True)
-    for key in ("files", "sources"):  # their content is in data_parts; the same data elsewhere is the same
-        intermediate.pop(key, None)
-    # data.split_seed carves shared files and draws the stage's subsets (both stages use it)
-    payload = {"v": INTERMEDIATE_VERSION, "model": OmegaConf.to_container(cfg.model, resolve=True),
-               "intermediate": intermediate, "trainer": trainer, "data": data_parts,
-               "split_seed": int(cfg.data.split_seed)}
-    return stable_hash(payload)
 
 
 def checkpoint_problem(folder: Path) -> str | None:
@@ -113,37 +88,6 @@ def _diverged_message(name: str, key: str, record: Path, when: str) -> str:
             f"intermediate.lr (or clip harder: trainer.gradient_clip_val), or run the command again to retry")
 
 
-def versions() -> dict:
-    import datasets, hydra, torchmetrics
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "lightning": lightning.__version__,
-            "torchmetrics": torchmetrics.__version__, "datasets": datasets.__version__,
-            "hydra": hydra.__version__}
-
-
-def cpu_name() -> str:
-    try:  # platform.processor() is empty on most Linux machines
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def device_info(cfg: DictConfig) -> dict:
-    """What the trial ran on: timings are only comparable on the same device and precision."""
-    accelerator = str(cfg.trainer.accelerator)
-    on_gpu = accelerator in ("gpu", "cuda") and torch.cuda.is_available()
-    return {"accelerator": accelerator, "precision": str(cfg.trainer.precision),
-            "name": torch.cuda.get_device_name(0) if on_gpu else cpu_name(),
-            "count": int(cfg.trainer.devices) if on_gpu else 1,
-            "cpu_threads": torch.get_num_threads(), "compile": cfg.trainer.get("compile")}
-
-
-def _settings(block, max_steps: int = -1) -> StageSettings:
-    return StageSettings(lr=float(block.lr), batch_size=int(block.batch_size), warmup_ratio=float(block.warmup_ratio),
-                         weight_decay=float(block.weight_decay), max_epochs=int(block.max_epochs), max_steps=max_steps)
-
-
 def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> tuple[str, Path]:
     realfake_file = None
     if cfg.intermediate.format == "realfake":
@@ -167,7 +111,7 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             log.warning("intermediate checkpoint %s cannot be used (%s): training it again", final, problem)
         record = root / f"{final.name}{DIVERGED_SUFFIX}"
         earlier = read_metrics(record) if record.is_file() else None
-        if earlier is not None and earlier.get("run_id") == RUN_ID:  # this command already tried
+        if earlier is not None and earlier.get("run_id") == run_id():  # this command already tried
             raise DivergedError(_diverged_message(name, key, record, "earlier in this command"))
         if earlier is not None:
             log.warning("intermediate stage %s diverged in an earlier command (%s); trying again", name, record)
@@ -178,7 +122,7 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         log.info("training intermediate stage %s -> %s", name, final)
         result = train_stage(
             task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
-            tokenizer=tokenizer, settings=_settings(cfg.intermediate, int(cfg.intermediate.max_steps)),
+            tokenizer=tokenizer, settings=stage_settings(cfg, "intermediate"),
             # one carve per file for both stages: under the intermediate's own seed, a task sharing
             # the target's file (hellaswag_p -> hellaswag) would train on the target's dev rows
             trainer_cfg=cfg.trainer, seed=int(cfg.intermediate.seed), split_seed=int(cfg.data.split_seed),
@@ -197,7 +141,7 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         finite = _finite_weights(result.module.model)
         if result.module.diverged or not finite:
             write_json_atomic(record, stage_info | {"diverged": True, "nonfinite_loss": bool(result.module.diverged),
-                                                    "finite_weights": finite, "run_id": RUN_ID})
+                                                    "finite_weights": finite, "run_id": run_id()})
             shutil.rmtree(tmp, ignore_errors=True)
             raise DivergedError(_diverged_message(name, key, record, "while training"))
         # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
@@ -224,14 +168,12 @@ def trial_splits(checkpoint: dict | None, target_splits: dict) -> dict:
     return splits
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run one trial and write metrics.json into its output dir; returns the metrics."""
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        # .get and no int(): a bad value must reach check_config (one error line), not fail here
+def initial_metrics(cfg: DictConfig) -> dict:
+    """metrics.json before training: what the trial is, marked failed until it finishes."""
+    # .get and no int(): a bad value must reach check_config (one error line), not fail here
+    return {
         "config_hash": config_hash(cfg), "model": cfg.model.get("name"), "intermediate": cfg.intermediate.get("name"),
-        "target": cfg.target.get("name"), "seed": cfg.get("seed"), "run_id": RUN_ID,
+        "target": cfg.target.get("name"), "seed": cfg.get("seed"), "run_id": run_id(),
         "data_files": data_hashes(cfg),  # sha256 of each data file read, by role: part of config_hash
         "hparams": {"lr": cfg.optim.lr, "batch_size": cfg.data.batch_size, "warmup_ratio": cfg.optim.warmup_ratio,
                     "max_epochs": cfg.trainer.max_epochs, "weight_decay": cfg.optim.weight_decay,
@@ -243,41 +185,46 @@ def run(cfg: DictConfig) -> dict:
         "split": None, "status": "failed", "error": None,
         "config": OmegaConf.to_container(cfg, resolve=True), "versions": versions(), "device": device_info(cfg),
     }
-    if cfg.get("resume", True):
-        done = finished_trial(metrics["config_hash"], sweep_root(out))
-        if done:
-            path, prior = done
-            log.info("skipping finished trial %s: %s already holds its result (status %s)",
-                     metrics["config_hash"], path, prior["status"])
-            if path.resolve() != (out / METRICS_FILE).resolve():
-                write_json_atomic(out / METRICS_FILE, prior | {"reused_from": str(path)})
-            return prior
-    try:
-        check_config(cfg)
-        check_device(cfg)
-        source = resolve_pretrained(cfg.model)
-        tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
-        check_max_length(cfg.target, tokenizer, "target")
-        if cfg.intermediate.name != "none":
-            check_max_length(cfg.intermediate, tokenizer, "intermediate")
-        encoder_source, random_init = source, bool(cfg.model.random_init)
-        if cfg.intermediate.name != "none":
-            key, path = intermediate_checkpoint(cfg, tokenizer, source)
-            metrics["intermediate_checkpoint"] = {"key": key, "path": str(path)}
-            encoder_source, random_init = str(path), False
-        result = train_stage(
-            task=OmegaConf.to_container(cfg.target, resolve=True), encoder_source=encoder_source,
-            tokenizer=tokenizer, settings=StageSettings(
-                lr=float(cfg.optim.lr), batch_size=int(cfg.data.batch_size), warmup_ratio=float(cfg.optim.warmup_ratio),
-                weight_decay=float(cfg.optim.weight_decay), max_epochs=int(cfg.trainer.max_epochs)),
-            trainer_cfg=cfg.trainer, seed=int(cfg.seed), split_seed=int(cfg.data.split_seed),
-            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
-            log_dir=out / "logs" / "target", logger_cfg=cfg.get("logger"), metrics_file=out / METRICS_FILE,
-            random_init=random_init, num_workers=int(cfg.data.num_workers))
-    except BaseException as e:
-        metrics["error"] = f"{type(e).__name__}: {e}"
-        write_json_atomic(out / METRICS_FILE, metrics)
-        raise
+
+
+def reuse_finished(cfg: DictConfig, metrics: dict, out: Path) -> dict | None:
+    """A finished trial of the same config_hash under this sweep (resume): its metrics, copied here."""
+    done = finished_trial(metrics["config_hash"], sweep_root(out)) if cfg.get("resume", True) else None
+    if not done:
+        return None
+    path, prior = done
+    log.info("skipping finished trial %s: %s already holds its result (status %s)",
+             metrics["config_hash"], path, prior["status"])
+    if path.resolve() != (out / METRICS_FILE).resolve():
+        write_json_atomic(out / METRICS_FILE, prior | {"reused_from": str(path)})
+    return prior
+
+
+def train_trial(cfg: DictConfig, metrics: dict, out: Path):
+    """Check, then [intermediate stage ->] target stage; the target stage's StageResult."""
+    check_config(cfg)
+    check_device(cfg)
+    source = resolve_pretrained(cfg.model)
+    tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
+    check_max_length(cfg.target, tokenizer, "target")
+    encoder_source, random_init = source, bool(cfg.model.random_init)
+    if cfg.intermediate.name != "none":
+        check_max_length(cfg.intermediate, tokenizer, "intermediate")
+        key, path = intermediate_checkpoint(cfg, tokenizer, source)
+        metrics["intermediate_checkpoint"] = {"key": key, "path": str(path)}
+        encoder_source, random_init = str(path), False
+    return train_stage(
+        task=OmegaConf.to_container(cfg.target, resolve=True), encoder_source=encoder_source,
+        tokenizer=tokenizer, settings=stage_settings(cfg, "target"),
+        trainer_cfg=cfg.trainer, seed=int(cfg.seed), split_seed=int(cfg.data.split_seed),
+        data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
+        log_dir=out / "logs" / "target", logger_cfg=cfg.get("logger"), metrics_file=out / METRICS_FILE,
+        random_init=random_init, num_workers=int(cfg.data.num_workers))
+
+
+def score(metrics: dict, result, cfg: DictConfig) -> None:
+    """Fill metrics with the target stage's result: its dev metric per epoch, the trivial baseline,
+    timings, the split, and the status (diverged: non-finite, or never above the trivial baseline)."""
     m = result.module
     per_epoch = [h[m.main_metric] for h in m.dev_history]
     diverged = m.diverged or not per_epoch or max(per_epoch) <= result.baseline
@@ -294,6 +241,25 @@ def run(cfg: DictConfig) -> dict:
                   "eval_examples": len(result.data.eval_set)},
         "status": "diverged" if diverged else "ok",
     })
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one trial and write metrics.json (and splits.json) into its output dir; returns the metrics.
+    A failure still writes metrics.json, saying failed and why, before it propagates."""
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = initial_metrics(cfg)
+    prior = reuse_finished(cfg, metrics, out)
+    if prior is not None:
+        return prior
+    try:
+        result = train_trial(cfg, metrics, out)
+    except BaseException as e:
+        metrics["error"] = f"{type(e).__name__}: {e}"
+        write_json_atomic(out / METRICS_FILE, metrics)
+        raise
+    score(metrics, result, cfg)
+    m = result.module
     write_json_atomic(out / SPLITS_FILE, trial_splits(metrics["intermediate_checkpoint"], result.data.splits))
     write_json_atomic(out / METRICS_FILE, metrics)
     # the one line a sweep prints per finished trial: status, score, time, where the result is

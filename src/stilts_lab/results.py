@@ -38,9 +38,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 METRICS_FILE = "metrics.json"
+_PROCESS_RUN_ID = uuid.uuid4().hex[:12]
+
+
+def run_id() -> str:
+    """The command this process works for: STILTS_RUN_ID, which `python -m stilts_lab` sets before
+    Hydra launches anything (sweep workers inherit it), else one id per process (tests, notebooks).
+    Read, never set: importing a module must not change the environment."""
+    return os.environ.get("STILTS_RUN_ID") or _PROCESS_RUN_ID
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -29,6 +29,18 @@ class StageSettings:
     max_steps: int = -1
 
 
+def stage_settings(cfg, role: str) -> StageSettings:
+    """A stage's optimisation settings: the intermediate stage reads its own block (intermediate.lr,
+    .batch_size, ..., .max_steps); the target stage reads optim, data.batch_size and trainer.max_epochs."""
+    if role == "intermediate":
+        b = cfg.intermediate
+        return StageSettings(lr=float(b.lr), batch_size=int(b.batch_size), warmup_ratio=float(b.warmup_ratio),
+                             weight_decay=float(b.weight_decay), max_epochs=int(b.max_epochs), max_steps=int(b.max_steps))
+    return StageSettings(lr=float(cfg.optim.lr), batch_size=int(cfg.data.batch_size),
+                         warmup_ratio=float(cfg.optim.warmup_ratio), weight_decay=float(cfg.optim.weight_decay),
+                         max_epochs=int(cfg.trainer.max_epochs))
+
+
 @dataclass
 class StageResult:
     module: StageModule

@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from stilts_lab.data.batching import LengthGroupedBatchSampler, collator
 from stilts_lab.data.tasks import STAGE_KEYS, load_task, shuffle_choices, subset
-from stilts_lab.data.tokenize import LENGTH, encode_cached, fingerprint, tokenizer_fingerprint
+from stilts_lab.data.tokenize import LENGTH, encode_cached
+from stilts_lab.identity import tokenization_key, tokenizer_identity
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,14 @@ class TaskDataModule(L.LightningDataModule):
                          realfake_file=self.realfake_file)
         self.carved, self.origins = data.carved, {"train": data.train.origin, "eval": data.eval.origin}
         task_def = {k: v for k, v in self.task.items() if k not in STAGE_KEYS}
-        tok_fp = tokenizer_fingerprint(self.tokenizer)
+        tok_id = tokenizer_identity(self.tokenizer)
         sets = {}
         for which, split in (("train", data.train), ("eval", data.eval)):
             examples = split.examples
             if self.kind == "multiple_choice":
                 examples = shuffle_choices(examples, self.split_seed)
-            key = f"{self.task['name']}-{which}-" + fingerprint(
-                tokenizer_fp=tok_fp, max_length=self.task["max_length"], kind=self.kind,
+            key = f"{self.task['name']}-{which}-" + tokenization_key(
+                tokenizer_id=tok_id, max_length=self.task["max_length"], kind=self.kind,
                 task_def=task_def, source_parts=split.fingerprint_parts + [f"choices:{self.split_seed}"])
             encoded = encode_cached(examples, self.tokenizer, kind=self.kind, max_length=self.task["max_length"],
                                     key=key, cache_dir=self.cache_dir, origin=split.origin)

@@ -1,12 +1,10 @@
-"""Tokenize canonical examples once and cache the result under an explicit fingerprint.
+"""Tokenize canonical examples once and cache the result under an explicit key (identity.tokenization_key).
 
 The cache is a `datasets` Arrow folder (save_to_disk), read back memory-mapped (load_from_disk):
 a 40k x 4-ending set costs page cache, not Python lists in every trial's memory. No padding here:
 every example keeps its own length, and batches are padded on the fly by the collators."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -21,30 +19,8 @@ from stilts_lab.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = "1"  # bump when the token ids below change (not for a change of storage format)
 CHUNK = 1000         # examples per tokenizer call: fast batched tokenization, bounded memory
 LENGTH = "length"    # column the length-grouped sampler reads; not a model input
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """Content, not name: two folders holding the same tokenizer share a cache entry. The backend's
-    truncation and padding are left out: every call sets them anew (the last call's settings stay in
-    to_str()), and _tokenize passes its own, so they never change the cached ids."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        state = json.loads(backend.to_str())
-        state.pop("truncation", None)
-        state.pop("padding", None)
-        body = json.dumps(state, sort_keys=True)
-    else:
-        body = json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    return hashlib.sha256(f"{type(tokenizer).__name__}\n{body}".encode()).hexdigest()[:16]
-
-
-def fingerprint(*, tokenizer_fp: str, max_length: int, kind: str, task_def: dict, source_parts: list[str]) -> str:
-    payload = json.dumps({"v": CACHE_VERSION, "tok": tokenizer_fp, "max_length": max_length, "kind": kind,
-                          "task": task_def, "sources": source_parts}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def features(kind: str, tokenizer) -> datasets.Features:

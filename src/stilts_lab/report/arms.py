@@ -19,17 +19,18 @@ from typing import Iterable
 
 import pandas as pd
 
+from stilts_lab.identity import NEVER_CHANGES_RESULT
+
 VANILLA = "none"
 # The grid's own hyperparameters (paper_grid, small_grid): the cell a trial fills in its arm.
 GRID = ("config.seed", "config.optim.lr", "config.optim.warmup_ratio", "config.data.batch_size")
-# Settings that never change a result, or are defaults already resolved into the settings that do
-# (model.lr feeds optim.lr and intermediate.lr); the names are already the section and arm.
-NOT_SETTINGS = ("config.paths.", "config.hydra.", "config.logger.", "config.output_dir", "config.resume",
-                "config.trainer.num_threads", "config.trainer.enable_progress_bar",
-                "config.trainer.log_every_n_steps", "config.trainer.pin_memory", "config.data.num_workers",
-                "config.model.lr", "config.model.batch_size", "config.model.max_epochs",
-                "config.model.grid_lrs", "config.model.name", "config.target.name",
-                "config.intermediate.name", "config.intermediate.seed")
+# Settings that tell no arms apart: those that never change a result (one list, identity.py), and
+# defaults already resolved into the settings that do (model.lr feeds optim.lr and intermediate.lr);
+# the task names are already the section and arm, and the intermediate seed is pooled (below).
+NOT_SETTINGS = tuple(f"config.{key}" for key in NEVER_CHANGES_RESULT) + (
+    "config.model.lr", "config.model.batch_size", "config.model.max_epochs",
+    "config.model.grid_lrs", "config.model.name", "config.target.name",
+    "config.intermediate.name", "config.intermediate.seed")
 # The intermediate checkpoint's seed (which also seeds a real-fake build) is a random draw like the
 # grid's seed, not another experiment: an arm pools its seeds, and stats.py resamples them as a level.
 INTERMEDIATE_SEED = "config.intermediate.seed"

@@ -1,0 +1,36 @@
+"""Where a trial ran: library versions and the device, recorded in metrics.json (timings are only
+comparable on the same device and precision)."""
+from __future__ import annotations
+
+import platform
+
+import lightning
+import torch
+import transformers
+from omegaconf import DictConfig
+
+
+def versions() -> dict:
+    import datasets, hydra, torchmetrics
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "lightning": lightning.__version__,
+            "torchmetrics": torchmetrics.__version__, "datasets": datasets.__version__,
+            "hydra": hydra.__version__}
+
+
+def cpu_name() -> str:
+    try:  # platform.processor() is empty on most Linux machines
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def device_info(cfg: DictConfig) -> dict:
+    """What the trial ran on: timings are only comparable on the same device and precision."""
+    accelerator = str(cfg.trainer.accelerator)
+    on_gpu = accelerator in ("gpu", "cuda") and torch.cuda.is_available()
+    return {"accelerator": accelerator, "precision": str(cfg.trainer.precision),
+            "name": torch.cuda.get_device_name(0) if on_gpu else cpu_name(),
+            "count": int(cfg.trainer.devices) if on_gpu else 1,
+            "cpu_threads": torch.get_num_threads(), "compile": cfg.trainer.get("compile")}
