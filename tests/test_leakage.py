@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from stilts_lab.data.tasks import is_carved, load_task, task_files
+from stilts_lab.data.task_files import is_carved, task_files
+from stilts_lab.data.tasks import load_task
 from stilts_lab.pipeline import SPLITS_FILE, run
 from tests.conftest import CONF, compose_config
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from stilts_lab.data.tasks import check_task
+from stilts_lab.data.task_schema import check_task
 from stilts_lab.errors import ConfigError
 
 # numpy's seed range (Lightning's seed_everything seeds numpy): anything outside is a traceback there.

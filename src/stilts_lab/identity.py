@@ -111,7 +111,7 @@ def realfake_build_key(spec: Mapping) -> str:
 def data_hashes(cfg: DictConfig) -> dict[str, str]:
     """sha256 of every data file the trial reads (target and intermediate, including label files
     read by transforms), keyed by stage and role. A missing file is left out; the run reports it."""
-    from stilts_lab.data.tasks import task_files
+    from stilts_lab.data.task_files import task_files
 
     data_dir = cfg.paths.get("data_dir")
     hashes = {}

@@ -17,7 +17,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from stilts_lab.checks import check_config, check_device, check_max_length
-from stilts_lab.data.tasks import task_files
+from stilts_lab.data.task_files import task_files
 from stilts_lab.environment import device_info, versions
 from stilts_lab.errors import DivergedError
 from stilts_lab.identity import cached_file_sha256, config_hash, data_hashes, intermediate_key
@@ -213,13 +213,17 @@ def train_trial(cfg: DictConfig, metrics: dict, out: Path):
         key, path = intermediate_checkpoint(cfg, tokenizer, source)
         metrics["intermediate_checkpoint"] = {"key": key, "path": str(path)}
         encoder_source, random_init = str(path), False
+    realfake_file = None
+    if cfg.target.get("format") == "realfake":  # a built set as the target task, cached by its own key
+        from stilts_lab.synth.realfake import EXAMPLES_FILE, build_from_config
+        realfake_file = build_from_config(cfg, role="target") / EXAMPLES_FILE
     return train_stage(
         task=OmegaConf.to_container(cfg.target, resolve=True), encoder_source=encoder_source,
         tokenizer=tokenizer, settings=stage_settings(cfg, "target"),
         trainer_cfg=cfg.trainer, seed=int(cfg.seed), split_seed=int(cfg.data.split_seed),
         data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
         log_dir=out / "logs" / "target", logger_cfg=cfg.get("logger"), metrics_file=out / METRICS_FILE,
-        random_init=random_init, num_workers=int(cfg.data.num_workers))
+        random_init=random_init, realfake_file=realfake_file, num_workers=int(cfg.data.num_workers))
 
 
 def score(metrics: dict, result, cfg: DictConfig) -> None:
@@ -233,6 +237,8 @@ def score(metrics: dict, result, cfg: DictConfig) -> None:
         "best_dev_metric": max(per_epoch) if per_epoch else None, "last_dev_metric": per_epoch[-1] if per_epoch else None,
         "trivial_baseline": result.baseline, "train_seconds": round(m.train_seconds, 3),
         "fit_seconds": round(result.fit_seconds, 3),
+        # compiled: train steps that met a new input shape (each compiles first), not in train_seconds
+        "compile_seconds": round(m.compile_seconds, 3),
         # train epochs only, timed with the device synchronized (models/stage_module.py)
         "examples_per_second": round(m.train_examples / m.train_seconds, 2) if m.train_seconds else None,
         "train_seconds_per_epoch": [round(s, 3) for s in m.epoch_seconds], "device": device_info(cfg),

@@ -9,7 +9,8 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from stilts_lab.data.batching import LengthGroupedBatchSampler, collator
-from stilts_lab.data.tasks import STAGE_KEYS, load_task, shuffle_choices, subset
+from stilts_lab.data.task_schema import STAGE_KEYS
+from stilts_lab.data.tasks import load_task, shuffle_choices, subset
 from stilts_lab.data.tokenize import LENGTH, encode_cached
 from stilts_lab.identity import tokenization_key, tokenizer_identity
 
@@ -20,7 +21,7 @@ class TaskDataModule(L.LightningDataModule):
     def __init__(self, task: Mapping, tokenizer, *, batch_size: int, seed: int, split_seed: int,
                  data_dir: str | None, cache_dir: str | None, realfake_file: Path | None = None,
                  eval_batch_size: int | None = None, num_workers: int = 0, pin_memory: bool = False,
-                 pad_to_multiple_of: int | None = None):
+                 pad_to_multiple_of: int | None = None, drop_last: bool = False):
         super().__init__()
         self.task, self.tokenizer = dict(task), tokenizer
         # evaluation keeps no activations for backward: twice the training batch fits the same memory
@@ -28,6 +29,7 @@ class TaskDataModule(L.LightningDataModule):
         self.seed, self.split_seed, self.num_workers = seed, split_seed, num_workers
         # pin_memory: page-locked batches copy to a GPU asynchronously (pointless on a CPU run)
         self.pin_memory, self.pad_to_multiple_of = pin_memory, pad_to_multiple_of
+        self.drop_last = drop_last  # the partial train batch (stage.py drops it for a compiled model)
         self.data_dir, self.cache_dir, self.realfake_file = data_dir, cache_dir, realfake_file
         self.train_set = self.eval_set = None
         self.lengths: dict[str, list[int]] = {}
@@ -78,7 +80,8 @@ class TaskDataModule(L.LightningDataModule):
         return len(self.task["labels"])
 
     def _loader(self, which: str, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = LengthGroupedBatchSampler(self.lengths[which], batch_size, shuffle=shuffle, seed=self.seed)
+        sampler = LengthGroupedBatchSampler(self.lengths[which], batch_size, shuffle=shuffle, seed=self.seed,
+                                            drop_last=self.drop_last)
         return DataLoader(self.train_set if which == "train" else self.eval_set, batch_sampler=sampler,
                           collate_fn=collator(self.tokenizer, self.kind, self.pad_to_multiple_of),
                           num_workers=self.num_workers, pin_memory=self.pin_memory)
