@@ -4,7 +4,7 @@ intermediate checkpoint carries (problem_type, num_labels, id2label travel with 
 
 One tiny real run per pair: the embedded MiniLM, 8 examples, one target step. The three intermediate
 checkpoints are trained once and shared through one cache. The runs also set gradient_clip_val=0,
-which means "no clipping" (it used to pass validation and then fail in the step guard)."""
+which means "no clipping" and must train, not fail in the step guard."""
 from __future__ import annotations
 
 import pytest

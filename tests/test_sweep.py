@@ -88,3 +88,14 @@ def test_sweep_exit_code_counts_this_commands_failures(tmp_path, monkeypatch, ca
     assert "older failure" not in err
     monkeypatch.setenv("STILTS_RUN_ID", "a-command-whose-trials-all-passed")
     SweepExitCode().on_multirun_end(config)  # returns: exit code 0
+
+
+def test_importing_the_pipeline_leaves_the_environment_alone():
+    """The run id is read (results.run_id), never set on import: a notebook that imports the pipeline
+    and then launches a sweep must not hand every later command the same id."""
+    probe = ("import os; os.environ.pop('STILTS_RUN_ID', None); import stilts_lab.pipeline as p; "
+             "from stilts_lab.results import run_id; a = run_id(); "
+             "assert 'STILTS_RUN_ID' not in os.environ, 'set on import'; "
+             "os.environ['STILTS_RUN_ID'] = 'cmd'; assert run_id() == 'cmd' and a != 'cmd'")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
