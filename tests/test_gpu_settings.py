@@ -195,6 +195,38 @@ def test_compile_switch_trains_and_keeps_plain_weights(tmp_path, data_dir, cache
                                                    "target.train_size=16"])
     metrics = run(cfg)
     assert metrics["error"] is None and metrics["device"]["compile"] == "default"
+    # the steps that met a new shape compiled first: timed apart, left out of the train time and its examples
+    module = stage_results[-1].module
+    assert metrics["compile_seconds"] > 0 and module.compiled_shapes
+    trained = 16 - 8 * len(module.compiled_shapes)
+    assert module.train_examples == trained
+    if trained:
+        assert metrics["examples_per_second"] == pytest.approx(trained / metrics["train_seconds"], rel=0.01)
     model = stage_results[-1].module.model
     assert model._compiled_call_impl is not None  # compiled in place
     assert not any("_orig_mod" in k for k in model.state_dict())
+
+
+
+@pytest.mark.parametrize("compile_mode", [None, "reduce-overhead"])
+def test_compiled_model_sees_few_shapes(tmp_path, data_dir, cache_dir, compile_mode):
+    """With trainer.compile on, every new input shape compiles again (and records a CUDA graph under
+    reduce-overhead): the stage pads lengths to a multiple of 32 and drops the partial train batch, so
+    training sees full batches in at most max_length / 32 lengths, and evaluation one shape more.
+    Eager keeps the GPU trainer's padding to 8 and every example."""
+    from omegaconf import OmegaConf
+    from stilts_lab.stage import stage_data
+    cfg = _gpu_cfg(tmp_path, data_dir, cache_dir, [f"trainer.compile={compile_mode or 'null'}", "target.train_size=300",
+                                                   "target.eval_size=200", "data.batch_size=16"])
+    tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
+    data = stage_data(OmegaConf.to_container(cfg.target, resolve=True), tokenizer, batch_size=16,
+                      trainer_cfg=cfg.trainer, seed=0, split_seed=0, data_dir=str(data_dir), cache_dir=str(cache_dir))
+    train = [tuple(b["input_ids"].shape) for _ in range(3) for b in data.train_dataloader()]  # 3 epochs
+    evaluation = {tuple(b["input_ids"].shape) for b in data.val_dataloader()}
+    if compile_mode is None:
+        assert sum(batch for batch, _ in train) == 3 * 300 and all(length % 8 == 0 for _, length in train)
+        return
+    buckets = -(-int(cfg.target.max_length) // 32)
+    assert all(length % 32 == 0 for _, length in set(train) | evaluation), (train, evaluation)
+    assert {batch for batch, _ in train} == {16} and len(train) == 3 * (300 // 16)  # 300 = 18 x 16 + 12 dropped
+    assert len(set(train)) <= buckets and len(evaluation) <= buckets + 1, (set(train), evaluation)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,17 @@ import lightning as L
 import torch
 
 from stilts_lab.data.datamodule import TaskDataModule
+from stilts_lab.devices import uses_gpu
 from stilts_lab.models.encoder import load_head_model
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
 from stilts_lab.trackers import build_logger
 
 log = logging.getLogger(__name__)
+# With torch.compile on, every new input shape compiles again (and under reduce-overhead records a
+# CUDA graph of its own): lengths are padded to a multiple of this, and the partial train batch is
+# dropped, so that a stage sees at most max_length / 32 train shapes and one more at evaluation.
+COMPILE_PAD_MULTIPLE = 32
 
 
 @dataclass
@@ -56,13 +62,11 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     L.seed_everything(seed, workers=True, verbose=False)
     if trainer_cfg.get("num_threads"):
         torch.set_num_threads(int(trainer_cfg["num_threads"]))
-    on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda")
-    data = TaskDataModule(task, tokenizer, batch_size=settings.batch_size, seed=seed, split_seed=split_seed,
-                          data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
-                          eval_batch_size=trainer_cfg.get("eval_batch_size"), num_workers=num_workers,
-                          pin_memory=bool(trainer_cfg.get("pin_memory")) and on_gpu,
-                          pad_to_multiple_of=trainer_cfg.get("pad_to_multiple_of"))
-    data.setup()
+    on_gpu = uses_gpu(trainer_cfg.get("accelerator"))
+    compiled = bool(trainer_cfg.get("compile"))
+    data = stage_data(task, tokenizer, batch_size=settings.batch_size, trainer_cfg=trainer_cfg, seed=seed,
+                      split_seed=split_seed, data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
+                      num_workers=num_workers)
     kind = task["kind"]
     model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
                             attn_implementation="sdpa", head=head_config(kind, data.num_labels))
@@ -73,7 +77,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     module = StageModule(model, kind=kind, metrics=list(task["metrics"]), num_labels=data.num_labels,
                          lr=settings.lr, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
                          gradient_clip_val=clip_value(trainer_cfg), fused=trainer_cfg.get("fused"),
-                         check_finite_every=int(trainer_cfg.get("log_every_n_steps") or 10))
+                         check_finite_every=int(trainer_cfg.get("log_every_n_steps") or 10), compiled=compiled)
     # one column read from the Arrow table, not every row decoded
     baseline = trivial_baseline(module.main_metric, list(data.train_set["label"]), list(data.eval_set["label"]),
                                 data.num_labels)
@@ -95,6 +99,22 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     return StageResult(module, data, baseline, time.perf_counter() - start)
+
+
+def stage_data(task: Mapping, tokenizer, *, batch_size: int, trainer_cfg: Mapping, seed: int, split_seed: int,
+               data_dir, cache_dir, realfake_file: Path | None = None, num_workers: int = 0) -> TaskDataModule:
+    """The stage's data, set up and batched as the trainer config asks (padding, eval batch, pinning)."""
+    compiled = bool(trainer_cfg.get("compile"))
+    pad_to = trainer_cfg.get("pad_to_multiple_of")
+    if compiled:
+        pad_to = math.lcm(int(pad_to or 1), COMPILE_PAD_MULTIPLE)
+    data = TaskDataModule(task, tokenizer, batch_size=batch_size, seed=seed, split_seed=split_seed,
+                          data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
+                          eval_batch_size=trainer_cfg.get("eval_batch_size"), num_workers=num_workers,
+                          pin_memory=bool(trainer_cfg.get("pin_memory")) and uses_gpu(trainer_cfg.get("accelerator")),
+                          pad_to_multiple_of=pad_to, drop_last=compiled)
+    data.setup()
+    return data
 
 
 def head_config(kind: str, num_labels: int) -> dict:

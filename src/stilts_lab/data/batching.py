@@ -14,13 +14,19 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     longest to shortest in each megabatch, in order, and it has no sorted evaluation mode.
     Training: shuffle, cut into megabatches of `group` batches, sort each megabatch by length,
     split into batches, shuffle the batch order. Randomness stays while lengths within a batch align.
-    Evaluation (shuffle=False): batches of globally sorted lengths, longest first."""
+    Evaluation (shuffle=False): batches of globally sorted lengths, longest first.
+    drop_last (training only): leave out the one partial batch, whose batch size would be a shape of
+    its own (a compiled model compiles, and under reduce-overhead records a CUDA graph, per shape)."""
 
-    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, group: int = 50):
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0, group: int = 50,
+                 drop_last: bool = False):
         self.lengths, self.batch_size, self.shuffle, self.seed, self.group = lengths, batch_size, shuffle, seed, group
+        self.drop_last = drop_last and shuffle
         self.epoch = 0
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.lengths) // self.batch_size
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -37,6 +43,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         for start in range(0, len(idx), mega):
             chunk = sorted(idx[start:start + mega], key=lambda i: self.lengths[i])
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()  # only the last megabatch's last batch can be partial
         rng.shuffle(batches)
         yield from batches
 

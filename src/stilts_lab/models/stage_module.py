@@ -29,7 +29,7 @@ def synchronize(device: torch.device) -> None:
 class StageModule(L.LightningModule):
     def __init__(self, model, *, kind: str, metrics: list[str], num_labels: int, lr: float, warmup_ratio: float,
                  weight_decay: float, gradient_clip_val: float | None = 1.0, fused: bool | None = None,
-                 check_finite_every: int = 10):
+                 check_finite_every: int = 10, compiled: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)
         # from_pretrained returns eval mode, and Lightning keeps each submodule's mode: without
@@ -43,6 +43,10 @@ class StageModule(L.LightningModule):
         self.train_seconds, self.train_examples = 0.0, 0
         self.epoch_seconds: list[float] = []
         self._epoch_start: float | None = None
+        # compiled: a train step meeting an input shape not seen before compiles first; such steps are
+        # timed apart (compile_seconds) and left out of train_seconds and train_examples
+        self.compile_seconds, self.compiled_shapes = 0.0, set()
+        self._compile_start: float | None = None
 
     @property
     def main_metric(self) -> str:
@@ -64,8 +68,20 @@ class StageModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer):
         self.guard.before_step(optimizer, self._trainable)
 
+    def on_train_batch_start(self, batch, batch_idx):
+        shape = tuple(batch["input_ids"].shape)
+        if self.hparams.compiled and shape not in self.compiled_shapes:
+            self.compiled_shapes.add(shape)
+            synchronize(self.device)
+            self._compile_start = time.perf_counter()
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        self.train_examples += int(batch["labels"].shape[0])
+        if self._compile_start is not None:
+            synchronize(self.device)
+            self.compile_seconds += time.perf_counter() - self._compile_start
+            self._compile_start = None
+        else:
+            self.train_examples += int(batch["labels"].shape[0])
         if (batch_idx + 1) % self.hparams.check_finite_every == 0:
             self._stop_if_nonfinite()
 
@@ -78,13 +94,13 @@ class StageModule(L.LightningModule):
     # --- honest timing: train epochs only, device synchronized at both ends ----------------------
     def on_train_epoch_start(self):
         synchronize(self.device)
-        self._epoch_start = time.perf_counter()
+        self._epoch_start, self._epoch_compile_start = time.perf_counter(), self.compile_seconds
 
     def _stop_epoch_timer(self) -> None:
         if self._epoch_start is None:
             return
         synchronize(self.device)
-        seconds = time.perf_counter() - self._epoch_start
+        seconds = time.perf_counter() - self._epoch_start - (self.compile_seconds - self._epoch_compile_start)
         self._epoch_start = None
         self.epoch_seconds.append(seconds)
         self.train_seconds += seconds
