@@ -132,3 +132,83 @@ def test_balancing_drops_rows_where_the_real_ending_stands_out():
     after = audit_rows(kept)["detectors"]["char_count"]["accuracy"]
     assert before > 0.33 and after <= 0.25 + 0.01, (before, after)
     assert len(kept) == 75 and [r["id"] for r in kept] == sorted(r["id"] for r in kept)
+
+
+def test_token_processors_read_nothing_back_per_generated_token(monkeypatch):
+    """Issue 15: the token ban copied its mask to the device and nucleus sampling branched on a device
+    value (`wide.any()`) once per generated token, each a wait for a GPU. On "meta" tensors (what a
+    device run sees, with no values to read) 16 decoding steps must make one mask copy in all and no
+    read-back; the old code made 16 copies and raised on its first read-back."""
+    from stilts_lab.synth.sampling import NucleusSampling
+
+    copies, reads = [], []
+    real_to, real_bool = torch.Tensor.to, torch.Tensor.__bool__
+
+    def to(self, *args, **kwargs):
+        copies.append(args)
+        return real_to(self, *args, **kwargs)
+
+    def read_back(self):
+        reads.append(self.shape)
+        return real_bool(self)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    monkeypatch.setattr(torch.Tensor, "__bool__", read_back)
+    ban, nucleus = BanTokens([1, 7], vocab_size=5000), NucleusSampling(top_p=0.9)
+    for _ in range(16):
+        scores = torch.empty(6, 5004, device="meta")  # output layer padded past the tokenizer
+        out = nucleus(None, ban(None, scores))
+        assert out.shape == scores.shape and out.device.type == "meta"
+    assert len(copies) == 1 and reads == [], (len(copies), len(reads))
+
+
+def test_filter_settings_enter_the_key_and_bad_ones_name_the_key(data_dir):
+    base = dict(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=10, num_fakes=3, seed=1, fakes="controlled")
+    plain = spec_key(build_spec(**base))
+    filtered = spec_key(build_spec(**base, adversarial_filter={"pool": 10, "rounds": 3}))
+    assert len({plain, filtered, spec_key(build_spec(**base, adversarial_filter={"pool": 12, "rounds": 3})),
+                spec_key(build_spec(**base, adversarial_filter={"pool": 10, "rounds": 2}))}) == 4
+    assert spec_key(build_spec(**base, adversarial_filter=None)) == plain
+    for bad, match in [({"pool": 3, "rounds": 1}, r"adversarial_filter.pool is 3: expected an integer above"),
+                       ({"pool": 8, "rounds": 0}, r"adversarial_filter.rounds is 0"),
+                       ({"pool": 8, "rounds": 1, "size": 2}, r"unknown key\(s\) \['size'\]")]:
+        with pytest.raises(ConfigError, match=match):
+            build_spec(**base, adversarial_filter=bad)
+    with pytest.raises(ConfigError, match="fakes=swapped has none"):
+        build_spec(**{**base, "fakes": "swapped"}, adversarial_filter={"pool": 8, "rounds": 1})
+    # No generator in a swapped set: neither the generator's settings nor the device change its key.
+    swapped = dict(base, fakes="swapped")
+    assert spec_key(build_spec(**swapped)) == spec_key(build_spec(**{**swapped, "gen_cfg": {**GEN_CFG, "top_p": 0.5}},
+                                                                  device="cuda"))
+
+
+def test_adversarial_filter_removes_a_planted_lexical_give_away():
+    """Hand-made pools: real endings and fakes share one vocabulary, but 5 of each prompt's 8 candidates
+    carry a word real endings never use ("indeed"), and the unfiltered draw (each pool's first 3) holds
+    them. The endings-only detectors find the real ending far above chance before filtering; after,
+    the kept fakes avoid the give-away and every detector is back near chance."""
+    import random
+
+    from stilts_lab.synth.filtering import adversarial_filter
+
+    rng = random.Random(0)
+    vocab = "river stone harbour castle market bridge valley forest tower garden".split()
+
+    def ending() -> str:
+        return " ".join(rng.choice(vocab) for _ in range(8))
+
+    prompts = [f"prompt {i}" for i in range(150)]
+    reals = [ending() for _ in prompts]
+    pools = [[ending().replace(" ", " indeed ", 1) if j < 5 else ending() for j in range(8)] for _ in prompts]
+    labels = [rng.randrange(4) for _ in prompts]
+    fakes, report = adversarial_filter(prompts, reals, pools, labels, num_fakes=3, rounds=2, seed=0)
+    before, after = report["history"][0]["accuracy"], report["history"][report["kept_round"]]["accuracy"]
+    assert before["word_ngrams"] > 0.6 and before["char_ngrams"] > 0.5, before
+    assert max(after.values()) <= 0.25 + 0.08, after
+    assert sum("indeed" in f for row in fakes for f in row) <= 0.05 * 3 * len(prompts)
+    assert [len(row) for row in fakes] == [3] * len(prompts)
+    assert all(set(row) <= set(pool) for row, pool in zip(fakes, pools))
+    dropped = report["dropped"]
+    assert dropped["kept"] == 3 * len(prompts) and dropped["dropped"] == 5 * len(prompts)
+    assert dropped["words_dropped_more"][0]["word"] == "indeed"
+    assert report["history"][1]["replaced_fakes"] > 0

@@ -18,13 +18,14 @@ from omegaconf import OmegaConf
 
 from stilts_lab.data.readers import read_text_paragraphs
 from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.synth import fakes
 from stilts_lab.synth import generator as generator_module
 from stilts_lab.synth.realfake import (EXAMPLES_FILE, PROVENANCE_FILE, NucleusSampling, build_from_config,
                                        build_realfake, candidate_sentences, clean_text, ending_tokens,
                                        split_sentence)
 
 REPO = Path(__file__).resolve().parents[1]
-from tests.conftest import DATA_DIR  # noqa: E402  (one data root for the whole suite)
+from tests.conftest import DATA_DIR, compose_config  # noqa: E402  (one data root for the whole suite)
 WIKI = DATA_DIR / "wikitext2/wiki.test.raw"
 SQUAD = DATA_DIR / "squad/train-v1.1.first44articles.json"
 GEN_CFG = OmegaConf.to_container(OmegaConf.load(REPO / "conf/generator/smollm2_135m.yaml"))
@@ -76,8 +77,9 @@ def test_split_sentence_follows_the_paper():
     assert split_sentence(" ".join(words[:19]), 30, 20) is None
 
 
+@pytest.mark.parametrize("candidates", [64, None], ids=["shortlist", "full-sort"])  # None: a GPU's path
 @pytest.mark.parametrize("top_p,top_k,temperature", [(0.9, 0, 1.0), (0.5, 0, 0.7), (0.9, 40, 1.0), (1.0, 40, 1.3)])
-def test_nucleus_sampling_keeps_the_tokens_transformers_keeps(top_p, top_k, temperature):
+def test_nucleus_sampling_keeps_the_tokens_transformers_keeps(top_p, top_k, temperature, candidates):
     from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
                                                         TopPLogitsWarper)
     generator = torch.Generator().manual_seed(0)
@@ -87,7 +89,7 @@ def test_nucleus_sampling_keeps_the_tokens_transformers_keeps(top_p, top_k, temp
     expected = TemperatureLogitsWarper(temperature)(None, scores)
     expected = TopKLogitsWarper(top_k)(None, expected) if top_k else expected
     expected = TopPLogitsWarper(top_p)(None, expected) if top_p < 1 else expected
-    actual = NucleusSampling(top_p, top_k, temperature, candidates=64)(None, scores)
+    actual = NucleusSampling(top_p, top_k, temperature, candidates=candidates)(None, scores)
     assert torch.equal(actual.isinf(), expected.isinf())
     assert torch.equal(actual[~actual.isinf()], expected[~expected.isinf()])
 
@@ -170,7 +172,7 @@ def test_a_sentence_the_generator_keeps_reciting_is_replaced(tokenizer, tmp_path
         return [[endings[p] if p in stubborn else f"fake number {j}" for j in range(num_fakes)] for p in prompts]
 
     monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: (None, tokenizer))
-    monkeypatch.setattr(realfake, "sample_endings", sample_endings)
+    monkeypatch.setattr(fakes, "sample_endings", sample_endings)  # the retry loop's sampler
     path = build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
     counts = json.loads((path / PROVENANCE_FILE).read_text(encoding="utf-8"))["counts"]
     assert counts["replaced_sentences"] == 1 and counts["rejected_fakes"] == 3 * realfake.MAX_ATTEMPTS
@@ -188,7 +190,7 @@ def test_a_failed_build_leaves_nothing_that_looks_built(tokenizer, tmp_path, mon
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-generation
 
     monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: (None, tokenizer))
-    monkeypatch.setattr(realfake, "sample_endings", sample_endings)
+    monkeypatch.setattr(fakes, "sample_endings", sample_endings)  # the retry loop's sampler
     with pytest.raises(KeyboardInterrupt):
         build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
     assert [p.name for p in (tmp_path / "realfake").iterdir() if not p.name.endswith(".lock")] == []
@@ -231,10 +233,53 @@ def test_a_build_killed_while_writing_leaves_nothing_that_looks_built(tokenizer,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: (None, tokenizer))
-    monkeypatch.setattr(realfake, "sample_endings", sample_endings)
+    monkeypatch.setattr(fakes, "sample_endings", sample_endings)  # the retry loop's sampler
     monkeypatch.setattr(realfake.os, "replace", replace)
     with pytest.raises(KeyboardInterrupt):
         build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
     assert interrupted["written"] == sorted([realfake.EXAMPLES_FILE, realfake.PROVENANCE_FILE])
     assert not interrupted["tmp"].exists()
     assert [p.name for p in (tmp_path / "realfake").iterdir() if not p.name.endswith(".lock")] == []
+
+
+@needs_data
+def test_swapped_distractors_are_real_endings_of_sentences_outside_the_set(tmp_path, monkeypatch):
+    """No generator: every distractor is the real ending of a sentence that is not in the set, with the
+    real ending's word count, used once; so no ending is ever seen both as real and as fake."""
+    monkeypatch.setattr(generator_module, "load_generator", lambda *a, **k: pytest.fail("loaded the generator"))
+    path = build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=60, num_fakes=3, seed=3, cache_dir=tmp_path,
+                          fakes="swapped")
+    rows = read_rows(path)
+    provenance = json.loads((path / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    assert provenance["fakes"] == "swapped" and "generator" not in provenance and len(rows) == 60
+    sentences = {s.ending: s for s in candidate_sentences([WIKI], 30, 20)}
+    reals = {row["endings"][row["label"]] for row in rows}
+    distractors = [e for row in rows for i, e in enumerate(row["endings"]) if i != row["label"]]
+    assert len(distractors) == len(set(distractors)) == 3 * 60 and not reals & set(distractors)
+    assert set(distractors) <= set(sentences)  # each one a real ending, word for word
+    assert {row["prompt"] for row in rows}.isdisjoint(sentences[d].prompt for d in distractors)
+    for row in rows:
+        assert len({len(e.split()) for e in row["endings"]}) == 1, row
+    assert len({row["label"] for row in rows}) == 4
+
+
+def test_realfake_p_is_the_realfake_set_without_the_prompt(monkeypatch, tmp_path):
+    """realfake_p builds (and so shares) exactly realfake's set; only its reading drops the prompt."""
+    from stilts_lab.data.tasks import load_task
+    from stilts_lab.synth import realfake
+
+    seen = []
+    monkeypatch.setattr(realfake, "build_realfake", lambda **kw: seen.append(kw) or tmp_path)
+    for role in ("intermediate", "target"):
+        for name in ("realfake", "realfake_p"):
+            cfg = compose_config([f"{role}={name}", "target.train_size=10", "intermediate.train_size=10",
+                                  "target.eval_size=200", "data.split_seed=42"], data_dir=DATA_DIR)
+            assert build_from_config(cfg, role) == tmp_path
+    assert seen[0] == seen[1] == seen[2] == seen[3] and seen[0]["adversarial_filter"] == {"pool": 10, "rounds": 3}
+    rows = tmp_path / "set.jsonl"
+    rows.write_text(json.dumps({"prompt": "The river", "endings": ["ran dry", "sang"], "label": 0}) + "\n"
+                    + json.dumps({"prompt": "A bird", "endings": ["flew", "sank"], "label": 0}) + "\n", encoding="utf-8")
+    task = OmegaConf.to_container(compose_config(["intermediate=realfake_p"]).intermediate, resolve=True)
+    data = load_task(task | {"eval_size": 1}, data_dir=None, split_seed=0, realfake_file=rows)
+    assert all(c[1] is None and c[0] in ("ran dry", "sang", "flew", "sank")
+               for ex in data.train.examples + data.eval.examples for c in ex["choices"])

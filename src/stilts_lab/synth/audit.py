@@ -73,10 +73,7 @@ def _classifier_accuracy(features: list[list[dict]], labels: Sequence[int], seed
     real ending gets the highest probability. Folds split by example, so no example is both
     trained and scored on."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     x, y, groups = [], [], []
     for example, (choices, label) in enumerate(zip(features, labels)):
@@ -85,12 +82,33 @@ def _classifier_accuracy(features: list[list[dict]], labels: Sequence[int], seed
         y.extend(int(i == label) for i in range(len(choices)))
         groups.extend([example] * len(choices))
     folds = min(CV_FOLDS, len(labels))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    probs = cross_val_predict(model, np.array(x), np.array(y), groups=groups, cv=GroupKFold(n_splits=folds),
+    probs = cross_val_predict(surface_model(seed), np.array(x), np.array(y), groups=groups, cv=GroupKFold(n_splits=folds),
                               method="predict_proba")[:, 1]
     return {"accuracy": _pick_accuracy(probs, [len(c) for c in features], labels), "model": "sklearn "
             "LogisticRegression on per-example-centred surface features", "cv_folds": folds,
             "scored_on": "held-out examples"}
+
+
+def surface_model(seed: int):
+    """The shallow classifier's model: standardised surface features under a logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+
+
+def lexical_model(name: str, seed: int):
+    """The LEXICAL detector `name`: a TF-IDF bag of n-grams of one ending under a logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    analyzer, ngram_range = LEXICAL[name]
+    # Every word counts, one-letter ones too ("a", "I"): scikit-learn's default pattern drops them.
+    words = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
+    return make_pipeline(TfidfVectorizer(analyzer=analyzer, ngram_range=ngram_range, sublinear_tf=True, **words),
+                         LogisticRegression(max_iter=1000, random_state=seed))
 
 
 def _pick_accuracy(probs, sizes: Sequence[int], labels: Sequence[int]) -> float:
@@ -112,10 +130,7 @@ def lexical_detectors(endings: Sequence[Sequence[str]], labels: Sequence[int], s
     that predicts "real" from one ending alone; an example is solved when its held-out real ending
     scores highest. Folds split by example, as for the shallow classifier."""
     import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
 
     texts = [str(e) for choices in endings for e in choices]
     y = np.array([int(i == label) for choices, label in zip(endings, labels) for i in range(len(choices))])
@@ -123,11 +138,7 @@ def lexical_detectors(endings: Sequence[Sequence[str]], labels: Sequence[int], s
     folds = min(CV_FOLDS, len(labels))
     report = {}
     for name, (analyzer, ngram_range) in LEXICAL.items():
-        # Every word counts, one-letter ones too ("a", "I"): scikit-learn's default pattern drops them.
-        words = {"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}
-        model = make_pipeline(TfidfVectorizer(analyzer=analyzer, ngram_range=ngram_range, sublinear_tf=True, **words),
-                              LogisticRegression(max_iter=1000, random_state=seed))
-        probs = cross_val_predict(model, texts, y, groups=groups, cv=GroupKFold(n_splits=folds),
+        probs = cross_val_predict(lexical_model(name, seed), texts, y, groups=groups, cv=GroupKFold(n_splits=folds),
                                   method="predict_proba")[:, 1]
         report[name] = {"accuracy": _pick_accuracy(probs, [len(c) for c in endings], labels),
                         "model": f"sklearn LogisticRegression on {analyzer} {ngram_range[0]}-{ngram_range[1]}-gram "

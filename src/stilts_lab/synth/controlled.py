@@ -41,14 +41,20 @@ class BanTokens:
 
         self.mask = torch.zeros(vocab_size, dtype=torch.bool)
         self.mask[list(token_ids)] = True
+        # The mask as placed on each (device, width) it has met: copied there once, not once per token.
+        self._placed = {}
 
     def __call__(self, input_ids, scores):
         import torch
 
-        mask = self.mask.to(scores.device)
-        if mask.shape[0] < scores.shape[-1]:  # the model's output layer may be padded past the tokenizer
-            mask = torch.nn.functional.pad(mask, (0, scores.shape[-1] - mask.shape[0]))
-        return scores.masked_fill(mask[:scores.shape[-1]], float("-inf"))
+        width = scores.shape[-1]
+        mask = self._placed.get((scores.device, width))
+        if mask is None:
+            mask = self.mask
+            if mask.shape[0] < width:  # the model's output layer may be padded past the tokenizer
+                mask = torch.nn.functional.pad(mask, (0, width - mask.shape[0]))
+            mask = self._placed[scores.device, width] = mask[:width].to(scores.device)
+        return scores.masked_fill(mask, float("-inf"))
 
 
 def strip_edges(text: str) -> str:
