@@ -25,7 +25,7 @@ STAGE_KEYS = {"train_size", "eval_size", "max_epochs", "max_steps", "lr", "batch
 TASK_KEYS = {"name", "kind", "format", "fields", "label_field", "labels", "metrics", "max_length", "files",
              "hf_dataset", "hf_transforms", "transforms", "columns", "choices_field", "choice_fields",
              "carve_train_from_eval", "carve_eval_fraction", "sources", "num_fakes", "words_max", "words_min",
-             "fakes"}
+             "fakes", "adversarial_filter"}
 
 
 def check_task(task: Mapping, role: str, data_dir: str | None = None) -> None:
