@@ -1,6 +1,24 @@
 """One LightningModule for every stage and head kind: AdamW with linear warmup and decay, clipping and a
 non-finite guard that keep the hot path free of host syncs, dev metrics each epoch, the best dev score so
-far, and train throughput timed with the device synchronized."""
+far, and train throughput timed with the device synchronized.
+
+One training step, in the order Lightning runs it (what waits for the device is marked SYNC):
+  1. the DataLoader's batch (collated to a plain dict: data/batching.py) is copied to the device
+     non-blocking (pinned memory on a GPU);
+  2. on_train_batch_start: a compiled stage notes a new input shape (its step is timed as
+     compile_seconds: SYNC, only on such steps);
+  3. training_step: forward and loss; StepGuard.watch_loss folds "is the loss finite" into a flag on
+     the device; the loss is logged detached, not on the progress bar (no .item());
+  4. backward (Lightning, under the trainer's precision: bf16 autocast where the CPU has it);
+  5. on_before_optimizer_step: StepGuard.before_step takes the gradients' total norm, clips with
+     it and folds "is the norm finite" into the same flag, all on the device; a fused AdamW reads
+     the flag as found_inf and skips a bad update itself;
+  6. optimizer.step (fused or foreach AdamW: models/optim.py) and the scheduler's step;
+  7. on_train_batch_end: counts the examples; every check_finite_every steps reads the flag
+     (SYNC: the only one in the loop) and stops the trial as diverged if it tripped.
+Each epoch start and end synchronizes once for the timer, and the flag is read again before every
+dev pass, so a diverged stage is never scored. Dev passes (validation_step) update torchmetrics on
+the device; compute() at the epoch's end is one SYNC per epoch."""
 from __future__ import annotations
 
 import math
