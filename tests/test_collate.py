@@ -1,5 +1,5 @@
-"""transformers' padding collators give exactly the tensors of the hand-written collator they
-replaced, on real tokenized examples; pad_to_multiple_of rounds widths up and changes nothing else.
+"""transformers' padding collators, on real tokenized examples: each row is its example's ids padded
+to the batch's longest sequence (rounded up by pad_to_multiple_of), with the matching mask and labels.
 The Arrow tokenization cache holds what the tokenizer returns, and a ragged multiple-choice set
 stops with an error instead of shifting choices between examples."""
 import pytest
@@ -14,28 +14,6 @@ from stilts_lab.models.encoder import load_tokenizer, resolve_tokenizer
 from tests.conftest import compose_config
 
 N = 96  # examples per task: several batches of mixed lengths, seconds to tokenize
-
-
-def legacy_collate(examples, pad_token_id, regression=False):
-    """The hand-written collator this project used before (batching.Collator), kept as the oracle."""
-    multiple_choice = isinstance(examples[0]["input_ids"][0], list)
-    seqs = [c for ex in examples for c in ex["input_ids"]] if multiple_choice else [ex["input_ids"] for ex in examples]
-    width = max(len(s) for s in seqs)
-    batch = {"input_ids": torch.full((len(seqs), width), pad_token_id, dtype=torch.long),
-             "attention_mask": torch.zeros((len(seqs), width), dtype=torch.long)}
-    for i, s in enumerate(seqs):
-        batch["input_ids"][i, :len(s)] = torch.tensor(s)
-        batch["attention_mask"][i, :len(s)] = 1
-    if "token_type_ids" in examples[0]:
-        types = [c for ex in examples for c in ex["token_type_ids"]] if multiple_choice else [ex["token_type_ids"] for ex in examples]
-        batch["token_type_ids"] = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, t in enumerate(types):
-            batch["token_type_ids"][i, :len(t)] = torch.tensor(t)
-    if multiple_choice:
-        n = len(examples[0]["input_ids"])
-        batch = {k: v.view(len(examples), n, width) for k, v in batch.items()}
-    batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=torch.float if regression else torch.long)
-    return batch
 
 
 @pytest.fixture(scope="module")
@@ -53,34 +31,47 @@ def encoded(task_name, tokenizer, data_dir, cache_dir=None):
     return task, examples, ds
 
 
+def _sequences(example: dict, key: str) -> list[list[int]]:
+    """A tokenized example's sequences: one for a pair, one per choice for multiple choice."""
+    value = example[key]
+    return value if isinstance(value[0], list) else [value]
+
+
 @pytest.mark.parametrize("task_name", ["rte", "stsb", "hellaswag"])
-def test_library_collators_match_the_hand_written_one(task_name, tokenizer, data_dir):
+def test_collated_batches_hold_each_example_padded_to_the_batch(task_name, tokenizer, data_dir):
+    """Each row of a batch is its example's own ids, then padding to the batch's longest sequence
+    (rounded up to pad_to_multiple_of when asked); the mask is 1 exactly over the ids; labels keep
+    their kind's dtype; multiple choice comes out as (batch, choices, width)."""
     task, _, ds = encoded(task_name, tokenizer, data_dir)
     lengths = list(ds[LENGTH])
     ds = ds.remove_columns(LENGTH)
-    collate = collator(tokenizer, task["kind"])
-    collate8 = collator(tokenizer, task["kind"], pad_to_multiple_of=8)
-    batches = list(LengthGroupedBatchSampler(lengths, 16, shuffle=True, seed=3))
     widths = set()
-    for idx in batches:
-        rows = ds[idx]
-        examples = [{k: rows[k][i] for k in rows} for i in range(len(idx))]
-        want = legacy_collate(examples, tokenizer.pad_token_id, regression=task["kind"] == "regression")
-        got = collate(examples)
-        assert set(got) == set(want)
-        for key in want:
-            assert got[key].dtype == want[key].dtype, key
-            assert torch.equal(got[key], want[key]), (task_name, key)
-        padded = collate8(examples)
-        width = want["input_ids"].shape[-1]
-        widths.add(width)
-        assert padded["input_ids"].shape[-1] % 8 == 0 and padded["input_ids"].shape[-1] - width < 8
-        for key in ("input_ids", "attention_mask", "token_type_ids"):
-            assert torch.equal(padded[key][..., :width], want[key])
-        assert (padded["attention_mask"][..., width:] == 0).all()
-        assert (padded["input_ids"][..., width:] == tokenizer.pad_token_id).all()
-        assert torch.equal(padded["labels"], want["labels"])
-    assert len(widths) > 1  # dynamic padding: batches differ in width
+    for multiple in (None, 8):
+        collate = collator(tokenizer, task["kind"], pad_to_multiple_of=multiple)
+        for idx in LengthGroupedBatchSampler(lengths, 16, shuffle=True, seed=3):
+            rows = ds[idx]
+            examples = [{k: rows[k][i] for k in rows} for i in range(len(idx))]
+            batch = collate(examples)
+            assert type(batch) is dict  # a plain dict: Lightning copies its tensors non-blocking
+            longest = max(len(s) for ex in examples for s in _sequences(ex, "input_ids"))
+            width = batch["input_ids"].shape[-1]
+            assert width == (longest if multiple is None else -(-longest // multiple) * multiple)
+            widths.add(width)
+            n_seq = len(_sequences(examples[0], "input_ids"))
+            assert batch["input_ids"].shape == ((len(idx), n_seq, width) if n_seq > 1 else (len(idx), width))
+            ids = batch["input_ids"].view(len(idx), n_seq, width)
+            mask = batch["attention_mask"].view(len(idx), n_seq, width)
+            types = batch["token_type_ids"].view(len(idx), n_seq, width)
+            for i, ex in enumerate(examples):
+                for j, (seq, seq_types) in enumerate(zip(_sequences(ex, "input_ids"), _sequences(ex, "token_type_ids"))):
+                    n = len(seq)
+                    assert ids[i, j, :n].tolist() == seq and (ids[i, j, n:] == tokenizer.pad_token_id).all()
+                    assert mask[i, j].tolist() == [1] * n + [0] * (width - n)
+                    assert types[i, j, :n].tolist() == seq_types
+            labels = torch.tensor([ex["label"] for ex in examples])
+            assert batch["labels"].dtype == (torch.float32 if task["kind"] == "regression" else torch.long)
+            assert torch.equal(batch["labels"], labels.to(batch["labels"].dtype))
+    assert len(widths) > 2  # dynamic padding: batches differ in width
 
 
 def test_arrow_cache_holds_the_tokenizer_output(tokenizer, data_dir, tmp_path):
