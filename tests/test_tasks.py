@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from stilts_lab.checks import check_config
 from stilts_lab.data.tasks import load_task, shuffle_choices
 from stilts_lab.errors import DataError
-from stilts_lab.pipeline import run
+from stilts_lab.pipeline import SPLITS_FILE, run
 from stilts_lab.results import METRICS_FILE
 from tests.conftest import CONF, REPO, compose_config
 
@@ -212,7 +212,16 @@ def test_one_step_pipeline_run(name, tmp_path, data_dir, cache_dir):
     if saved["split"]["carved"]:
         assert "carved" in saved["split"]["train"] and "carved" in saved["split"]["eval"]
     assert set(saved["dev_metrics_per_epoch"][0]) == set(task["metrics"])
-    assert -1 <= saved["best_dev_metric"] <= 1
+    # splits.json names the 8 + 8 source rows, real lines of real files, and a carved file's train
+    # and eval rows never meet
+    splits = json.loads((tmp_path / SPLITS_FILE).read_text())["target"]
+    for which in ("train", "eval"):
+        rows, path = splits[which]["rows"], Path(splits[which]["file"])
+        assert len(rows) == len(set(rows)) == 8 and path.is_file(), which
+        assert min(rows) >= 1 and max(rows) <= len(path.read_text(encoding="utf-8").splitlines()), which
+    if saved["split"]["carved"]:
+        assert splits["train"]["file"] == splits["eval"]["file"]
+        assert not set(splits["train"]["rows"]) & set(splits["eval"]["rows"])
 
 
 USER_TASK = """\
