@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,32 @@ def test_cpu_throughput_bench_smoke(tmp_path, data_dir):
         assert f"\n{arm} " in table
     (project_row,) = [line for line in table.splitlines()[1:] if line.startswith("project ")]
     assert project_row.split()[-1] == "1.00"  # the project against itself
+
+
+def _gpu_session(tmp_path, data_dir, **env):
+    env = dict(os.environ, SMOKE="1", OUT=str(tmp_path / "out"), CACHE=str(tmp_path / "cache"),
+               STILTS_DATA_DIR=str(data_dir), PY=sys.executable, **env)
+    proc = subprocess.run(["bash", "bench/gpu_session.sh"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=2400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (tmp_path / "out" / "log").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_session_runs_both_stages(tmp_path, data_dir):
+    """bench/gpu_session.sh's logic on the CPU (SMOKE=1: tiny shapes and sizes): every step exits 0, the
+    first run trains the target stage alone, and the second trains an intermediate stage (COPA) whose
+    checkpoint the target stage (RTE) starts from."""
+    log = _gpu_session(tmp_path, data_dir)
+    assert log.count("== exit 0") == 5 and "== exit 1" not in log, log[-3000:]
+    one, two = (json.loads((tmp_path / "out" / run / "metrics.json").read_text()) for run in ("run_gpu", "run_two_stages"))
+    assert one["intermediate"] == "none" and one["intermediate_checkpoint"] is None and one["status"] != "failed"
+    assert two["intermediate"] == "copa" and two["status"] != "failed", two["error"]
+    stage = json.loads((Path(two["intermediate_checkpoint"]["path"]) / "stage_metrics.json").read_text())
+    assert stage["train_examples"] == 16 and two["split"]["train_examples"] == 16
+
+
+def test_gpu_session_stops_inside_its_budget(tmp_path, data_dir):
+    """Each step's limit is cut to what is left of BUDGET: with none left, every step is skipped."""
+    log = _gpu_session(tmp_path, data_dir, BUDGET="0")
+    assert "== exit" not in log and log.count("== skipped (budget spent)") == 5, log
