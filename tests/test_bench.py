@@ -39,7 +39,7 @@ def test_cpu_throughput_bench_smoke(tmp_path, data_dir):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "cpu_throughput-tiny.json").read_text())
-    arms = ["original", "hf_fp32", "hf_bf16", "bare_fp32", "bare_bf16", "project", "project_bf16"]
+    arms = ["original", "hf_fp32", "hf_bf16", "bare_fp32", "bare_bf16", "project", "project_fp32"]
     assert record["examples"] == 16 and record["max_length"] == 100 and record["timed"] == "last epoch"
     assert list(record["train_examples_per_second"]) == arms
     table = proc.stdout[proc.stdout.index("project / arm"):]

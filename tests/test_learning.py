@@ -13,6 +13,8 @@ a learning rate 1000x too small, a frozen encoder and a head dropped at evaluati
 taken with a fresh head) each leave the dev accuracy near 0.5. A head left out of training does
 not: the encoder adapts to its random projection and still reaches 1.0, so the test also checks
 that every weight moved.
+
+It runs under trainer=cpu as configured, so on a CPU with native bf16 it checks that bf16 autocast learns.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import torch
 
 import stilts_lab.pipeline as pipeline
 import stilts_lab.stage as stage
+from stilts_lab.devices import cpu_precision, native_bf16
 from stilts_lab.pipeline import run
 from stilts_lab.results import METRICS_FILE
 from tests.conftest import compose_config
@@ -96,6 +99,8 @@ def test_minilm_learns_a_task_it_can_learn(tmp_path, cache_dir, monkeypatch):
     assert m["trivial_baseline"] == pytest.approx(0.5)  # balanced dev set
     assert m["best_dev_metric"] >= m["trivial_baseline"] + MARGIN, m["dev_metric_per_epoch"]
     assert m["status"] == "ok"
+    # trainer=cpu's own precision: bf16 autocast on a CPU with native bf16 (AVX512-BF16, AMX), else fp32
+    assert m["device"]["precision"] == cpu_precision() == ("bf16-mixed" if native_bf16() else "32-true")
     # Every weight took part: the head and each encoder layer moved away from where they started.
     after = dict(trained[0].module.model.named_parameters())
     assert after.keys() == before.keys()
