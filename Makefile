@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,10 @@ ablation-target-size: setup
 ablation-fakes: setup  ## vanilla vs real-fake with paper fakes vs with controlled fakes, small_grid's grid (CPU)
 	$(STILTS) +experiment=ablation_fakes hydra.sweep.dir=multirun/ablation_fakes $(ARGS)
 	$(PY) -m stilts_lab.report multirun/ablation_fakes
+
+realfake-decomposition: setup  ## what in real-fake transfers: six arms x 2 intermediate seeds, small_grid's grid (CPU)
+	$(STILTS) +experiment=realfake_decomposition hydra.sweep.dir=multirun/realfake_decomposition $(ARGS)
+	$(PY) -m stilts_lab.report multirun/realfake_decomposition
 
 bench: setup
 	$(PY) bench/builder_throughput.py
