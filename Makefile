@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,11 @@ ablation-fakes: setup  ## vanilla vs real-fake with paper fakes vs with controll
 realfake-decomposition: setup  ## what in real-fake transfers: six arms x 2 intermediate seeds, small_grid's grid (CPU)
 	$(STILTS) +experiment=realfake_decomposition hydra.sweep.dir=multirun/realfake_decomposition $(ARGS)
 	$(PY) -m stilts_lab.report multirun/realfake_decomposition
+
+transfer-small: setup  ## vanilla + cola, mrpc, hellaswag_p into rte and copa (32 trials), LogME/H-score, report (CPU)
+	$(STILTS) +experiment=transfer_small hydra.sweep.dir=multirun/transfer_small $(ARGS)
+	$(PY) -m stilts_lab.transfer estimate multirun/transfer_small
+	$(PY) -m stilts_lab.report multirun/transfer_small
 
 bench: setup
 	$(PY) bench/builder_throughput.py
