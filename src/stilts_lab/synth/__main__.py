@@ -3,7 +3,7 @@
     python -m stilts_lab.synth intermediate.fakes=paper intermediate.train_size=2000
     python -m stilts_lab.synth audit PATH [--endings FIELD] [--label FIELD] [--prompt FIELD]
 The task is `intermediate=realfake` unless the command line picks another real-fake task
-(realfake_paper, realfake_controlled); other overrides (generator=..., intermediate.seed=...,
+(realfake_paper, realfake_controlled, realfake_swapped); other overrides (generator=..., intermediate.seed=...,
 paths.cache_dir=...) work as for the trainer, which builds the same key on first use."""
 from __future__ import annotations
 
