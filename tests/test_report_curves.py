@@ -130,3 +130,18 @@ def test_report_curves_matrix_and_estimates(matrix_sweep, tmp_path):
     # apart: rho 0.9487, NDCG 1, no regret; HScore the reverse: rho -0.9487, Regret@1 = 2.
     assert "| 4 | 0.9487 | 1.0000 | 0.0000 | 0.0000 | 9.5 |" in logme
     assert "| 4 | -0.9487 |" in hscore and "| 2.0000 |" in hscore
+
+
+def test_trials_cost_is_the_target_stage_as_the_estimate_command_counts_it(matrix_sweep, tmp_path):
+    """`trials s` sums each trial's fit_seconds (the whole target stage) where metrics.json has it,
+    else its train_seconds: the cost `python -m stilts_lab.transfer estimate` prints beside its own."""
+    import json
+    paths = sorted((matrix_sweep / "rte").rglob("metrics.json"))
+    for path in paths[1:]:  # the first keeps train_seconds only (1.0), as older metrics.json files do
+        m = json.loads(path.read_text())
+        path.write_text(json.dumps({**m, "fit_seconds": 3.0}))
+    write_report([matrix_sweep], tmp_path / "out")
+    assert "fit_seconds" in pd.read_csv(tmp_path / "out" / "results.csv").columns
+    estimates = (tmp_path / "out" / "summary.md").read_text().split("## Transferability estimates")[1]
+    logme = next(line for line in estimates.splitlines() if line.startswith("| rte | LogME |"))
+    assert logme.rstrip(" |").endswith(f"| {3.0 * (len(paths) - 1) + 1.0:.1f}")

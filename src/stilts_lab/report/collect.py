@@ -14,7 +14,7 @@ SCORE = "best_dev_metric"
 # Top-level metrics.json fields copied into results.csv, in this order.
 TRIAL_FIELDS = ["config_hash", "model", "intermediate", "target", "seed", "best_dev_metric",
                 "last_dev_metric", "metric_name", "trivial_baseline", "status", "train_seconds",
-                "examples_per_second"]
+                "fit_seconds", "examples_per_second"]
 
 
 def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:

@@ -175,8 +175,9 @@ def prediction_section(predictions: pd.DataFrame, trial_seconds: dict) -> list[s
         return []
     lines = ["", "## Transferability estimates against realised Δ mean", "",
              "Spearman's ρ (score vs Δ mean), NDCG (gain: Δ mean minus the target's smallest), "
-             "Regret@k ((best Δ − best Δ among the top k scored) / |best Δ|); estimator seconds "
-             "against the target trials' training seconds they would save.", ""]
+             "Regret@k ((best Δ − best Δ among the top k scored) / |best Δ|); `estimate s`: what the "
+             "estimates of the target's candidates cost (encoding and fitting), against `trials s`: "
+             "what the target's trials cost (their target stages' fit_seconds), the cost they would save.", ""]
     lines += _md_table(["target", "estimator", "candidates", "Spearman ρ", "NDCG", "Regret@1", "Regret@3",
                         "estimate s", "trials s"],
                        ([r["target"], r["estimator"], r["candidates"], _num(r["spearman"]), _num(r["ndcg"]),

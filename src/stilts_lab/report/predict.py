@@ -100,6 +100,15 @@ def candidates(comparisons: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFra
     return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
 
 
+def trial_seconds(trials: pd.DataFrame) -> dict:
+    """{(model, target): what its trials' target stages cost}: fit_seconds (the whole stage) where
+    metrics.json records it, else train_seconds (the timed epochs), as `python -m stilts_lab.transfer
+    estimate` counts them, so the report and the estimate command print the same cost."""
+    fit = trials["fit_seconds"] if "fit_seconds" in trials else pd.Series(float("nan"), index=trials.index)
+    cost = pd.to_numeric(fit, errors="coerce").fillna(pd.to_numeric(trials["train_seconds"], errors="coerce"))
+    return cost.fillna(0.0).groupby([trials["model"], trials["target"]]).sum().to_dict()
+
+
 def prediction_table(points: pd.DataFrame) -> pd.DataFrame:
     """Per (model, target, estimator): candidates, Spearman, NDCG, Regret@1, Regret@3, seconds."""
     rows = []

@@ -12,7 +12,7 @@ from stilts_lab.report.markdown import curve_section, matrix_section, prediction
 from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
 from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
                                      plot_tuning_curves, plot_violins)
-from stilts_lab.report.predict import candidates, prediction_table, read_estimates
+from stilts_lab.report.predict import candidates, prediction_table, read_estimates, trial_seconds
 from stilts_lab.report.tables import arm_table, comparison_table, factor_table
 from stilts_lab.results import METRICS_FILE
 
@@ -49,9 +49,8 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
     estimates = read_estimates(dirs)
     points = candidates(comparisons, estimates) if estimates is not None else None
     predictions = prediction_table(points) if points is not None else None
-    trial_seconds = df[df["scored"]].groupby(["model", "target"])["train_seconds"].sum().to_dict()
     appendix = curve_section(curves) + matrix_section(cells) + (
-        prediction_section(predictions, trial_seconds) if predictions is not None else [])
+        prediction_section(predictions, trial_seconds(df)) if predictions is not None else [])
     if not cells.empty:
         cells.to_csv(out / MATRIX_FILE, index=False)
         keep(out / MATRIX_FILE)

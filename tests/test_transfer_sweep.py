@@ -1,0 +1,155 @@
+"""Issue 17, end to end: one real Hydra multirun (vanilla and 3 intermediates x 2 targets, one of them
+multiple choice, x 2 seeds, tiny sizes), then `python -m stilts_lab.transfer estimate SWEEP_DIR` and
+`python -m stilts_lab.report SWEEP_DIR`. The sweep is built once; each test reads its outputs and
+checks them against what results.csv and transfer_estimates.csv imply."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stilts_lab.report.predict import ndcg, regret_at, spearman
+from tests.conftest import REPO
+
+INTERMEDIATES = ["cola", "mrpc", "hellaswag_p"]  # real rows, no generator: seconds to train
+TARGETS = {"rte": "accuracy", "copa": "accuracy"}  # copa: 2-way multiple choice
+SEEDS = [1, 2]
+TINY = ["target.train_size=24", "target.eval_size=24", "trainer.max_epochs=1", "data.batch_size=8",
+        "trainer.enable_progress_bar=false",
+        "intermediate.train_size=16", "intermediate.eval_size=8", "intermediate.max_steps=2",
+        "intermediate.batch_size=8"]
+
+
+def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, data_dir, cache_dir):
+    """The sweep folder, its report folder, and what the estimate command printed."""
+    root = tmp_path_factory.mktemp("transfer_sweep") / "sweep"
+    env = dict(os.environ, STILTS_DATA_DIR=str(data_dir), STILTS_CACHE_DIR=str(cache_dir))
+    _run(["stilts_lab", "-m", f"hydra.sweep.dir={root}", *TINY,
+          f"intermediate=none,{','.join(INTERMEDIATES)}", f"target={','.join(TARGETS)}",
+          f"seed={','.join(map(str, SEEDS))}"], env)
+    estimated = _run(["stilts_lab.transfer", "estimate", str(root), "--max-examples", "24"], env)
+    _run(["stilts_lab.report", str(root)], env)
+    return root, root / "report", estimated.stdout
+
+
+def _arm_means(report: Path) -> pd.Series:
+    """Mean best dev metric per (target, intermediate) over the scored trials, from results.csv."""
+    results = pd.read_csv(report / "results.csv")
+    scored = results[results["best_dev_metric"].notna() & (results["status"] != "failed")]
+    return scored.groupby(["target", "intermediate"])["best_dev_metric"].mean()
+
+
+def _section(text: str, start: str, end: str | None = None) -> str:
+    assert start in text, f"{start!r} not in summary.md"
+    part = text.split(start, 1)[1]
+    return part.split(end, 1)[0] if end else part
+
+
+def test_every_trial_ran(sweep):
+    _, report, _ = sweep
+    results = pd.read_csv(report / "results.csv")
+    assert len(results) == (1 + len(INTERMEDIATES)) * len(TARGETS) * len(SEEDS)
+    assert set(results["status"]) <= {"ok", "diverged"}
+    counts = results.groupby(["target", "intermediate"]).size()
+    assert (counts == len(SEEDS)).all() and len(counts) == (1 + len(INTERMEDIATES)) * len(TARGETS)
+
+
+def test_tuning_curve_table_starts_at_each_arms_mean(sweep):
+    _, report, _ = sweep
+    means = _arm_means(report)
+    curves = _section((report / "summary.md").read_text(), "## Tuning curves", "## Transfer matrix")
+    for target in TARGETS:
+        table = _section(curves, f"### {target} ", "###")
+        for name in ["none", *INTERMEDIATES]:
+            label = "vanilla" if name == "none" else name
+            row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            # intermediate, trials, n=1, n=3, n=10, n=all: n = 1 is the mean; 2 trials, so n=3 and 10 are "-"
+            assert cells[1] == str(len(SEEDS))
+            assert cells[2].split()[0] == f"{means[target, name]:.4f}"
+            assert cells[3] == cells[4] == "-"
+
+
+def test_transfer_matrix_cells_are_what_results_csv_implies(sweep):
+    _, report, _ = sweep
+    means = _arm_means(report)
+    cells = pd.read_csv(report / "transfer_matrix.csv")
+    assert len(cells) == len(INTERMEDIATES) * len(TARGETS)
+    assert set(cells["column"]) == {f"{t} ({m})" for t, m in TARGETS.items()}
+    assert set(cells["intermediate"]) == set(INTERMEDIATES)
+    for r in cells.itertuples():
+        assert r.delta_mean == pytest.approx(means[r.target, r.intermediate] - means[r.target, "none"])
+        assert r.delta_mean_low <= r.delta_mean <= r.delta_mean_high
+    # one cell, recomputed and found in summary.md's Δ mean table
+    delta = means["copa", "hellaswag_p"] - means["copa", "none"]
+    table = _section((report / "summary.md").read_text(), "## Transfer matrix", "## Transferability")
+    table = _section(table, "### Δ mean", "### Δ max")
+    header = next(line for line in table.splitlines() if line.startswith("| intermediate |"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("copa (accuracy)")
+    row = next(line for line in table.splitlines() if line.startswith("| hellaswag_p |"))
+    assert [c.strip() for c in row.strip("|").split("|")][column].startswith(f"{delta:+.4f}")
+
+
+def test_estimates_are_scored_against_the_realised_deltas(sweep):
+    root, report, printed = sweep
+    estimates = pd.read_csv(root / "transfer_estimates.csv")
+    # the plain encoder and each intermediate's checkpoint, on each target, by each estimator
+    assert sorted(set(zip(estimates["intermediate"], estimates["target"], estimates["estimator"]))) == sorted(
+        (i, t, e) for i in ["none", *INTERMEDIATES] for t in TARGETS for e in ("HScore", "LogME"))
+    assert estimates["checkpoint"].nunique() == 1 + len(INTERMEDIATES)
+    assert "LogME" in printed and "HScore" in printed
+
+    means = _arm_means(report)
+    summary = _section((report / "summary.md").read_text(), "## Transferability estimates")
+    for target in TARGETS:
+        realised = {name: means[target, name] - means[target, "none"] for name in ["none", *sorted(INTERMEDIATES)]}
+        for estimator in ("LogME", "HScore"):
+            mine = estimates[(estimates["target"] == target) & (estimates["estimator"] == estimator)]
+            predicted = mine.set_index("intermediate")["score"]
+            p = np.array([predicted[n] for n in realised])
+            r = np.array(list(realised.values()))
+            expected = [spearman(p, r), ndcg(p, r), regret_at(1, p, r), regret_at(3, p, r)]
+            row = next(line for line in summary.splitlines() if line.startswith(f"| {target} | {estimator} |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert cells[2] == str(len(realised))  # candidates: vanilla and the 3 intermediates
+            assert cells[3:7] == ["n/a" if v is None else f"{v:.4f}" for v in expected]
+            assert float(cells[7]) == pytest.approx(mine["seconds"].sum(), abs=0.06)  # the estimate's cost
+
+
+def test_the_estimates_cost_is_printed_against_the_trials(sweep):
+    """The estimate command and summary.md count the trials' cost alike: their target stages' fit_seconds."""
+    _, report, printed = sweep
+    trials = (1 + len(INTERMEDIATES)) * len(TARGETS) * len(SEEDS)
+    assert "estimating: " in printed
+    line = next(line for line in printed.splitlines() if line.startswith(f"the sweep's {trials} trials: "))
+    total = float(line.split(": ")[1].split(" s ")[0])
+    results = pd.read_csv(report / "results.csv")
+    assert total == pytest.approx(results["fit_seconds"].sum(), abs=0.06)
+    summary = _section((report / "summary.md").read_text(), "## Transferability estimates")
+    for target in TARGETS:
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {target} | LogME |"))
+        spent = results.loc[results["target"] == target, "fit_seconds"].sum()
+        assert float(row.strip("|").split("|")[-1]) == pytest.approx(spent, abs=0.06)
+
+
+def test_every_figure_is_drawn(sweep):
+    _, report, _ = sweep
+    names = ["transfer_matrix.png"] + [f"{kind}_{t}.png" for kind in ("curves", "predicted", "violin")
+                                       for t in TARGETS]
+    for name in names:
+        path = report / name
+        assert path.is_file(), name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000, name
