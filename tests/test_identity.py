@@ -77,7 +77,8 @@ def _covered_by_intermediate_key(key: str) -> bool:
 
 
 def test_every_other_setting_changes_the_keys_it_should(data_dir):
-    """Each leaf of the resolved config, changed alone: the config hash always changes; the
+    """Each leaf of the resolved config, changed alone: the config hash changes (but for the unused
+    generator's); the
     intermediate key changes for the model, the intermediate task, the trainer (not the target's
     epochs) and data.split_seed, and for nothing of the target stage's."""
     resolved = OmegaConf.to_container(compose_config(BASE, data_dir=data_dir), resolve=True)
@@ -89,7 +90,8 @@ def test_every_other_setting_changes_the_keys_it_should(data_dir):
         cfg = OmegaConf.create(resolved)
         OmegaConf.update(cfg, key, _changed(value), merge=False)
         new_hash, new_key = _keys(cfg)
-        assert new_hash != base[0], key
+        # the generator only counts where a stage is built by it (not socialiqa -> rte)
+        assert (new_hash != base[0]) == (not key.startswith("generator.")), key
         assert (new_key != base[1]) == _covered_by_intermediate_key(key), key
         checked += 1
     assert checked > 50  # the whole config, not a corner of it
@@ -109,3 +111,15 @@ def test_the_hash_is_canonical_and_the_small_keys_cover_their_parts():
     for name, other in (("tokenizer_id", "u"), ("max_length", 61), ("kind", "classification"),
                         ("task_def", {"fields": []}), ("source_parts", ["y"])):
         assert tokenization_key(**(parts | {name: other})) != key, name
+
+
+def test_what_does_not_run_does_not_split_trials(data_dir):
+    """Vanilla has no intermediate stage: its trials are one trial whatever intermediate.seed says
+    (a sweep over intermediate seeds runs vanilla once, not once per seed). An intermediate stage's
+    seed and a real-fake build's generator do count where they run."""
+    def h(*overrides):
+        return config_hash(compose_config(["seed=3", *overrides], data_dir=data_dir))
+    assert h("intermediate=none", "intermediate.seed=1") == h("intermediate=none", "intermediate.seed=2")
+    assert h("intermediate=copa", "intermediate.seed=1") != h("intermediate=copa", "intermediate.seed=2")
+    assert h("intermediate=copa", "generator.temperature=0.5") == h("intermediate=copa")
+    assert h("intermediate=realfake", "generator.temperature=0.5") != h("intermediate=realfake")

@@ -64,8 +64,15 @@ def result_settings(cfg: DictConfig) -> dict:
 
 def config_hash(cfg: DictConfig) -> str:
     """A trial: every setting that determines its result, and the content of every data file it
-    reads (data_hashes). Not where it runs or writes, nor how fast (NEVER_CHANGES_RESULT)."""
-    return digest(result_settings(cfg) | {"data_files": data_hashes(cfg)})
+    reads (data_hashes). Not where it runs or writes, nor how fast (NEVER_CHANGES_RESULT), nor the
+    settings of what does not run: vanilla's intermediate block (else a sweep over intermediate.seed
+    would train vanilla once per seed) and the generator where no stage is built by it."""
+    settings = result_settings(cfg)
+    if (settings.get("intermediate") or {}).get("name") == "none":
+        settings["intermediate"] = {"name": "none"}
+    if not any((settings.get(role) or {}).get("format") == "realfake" for role in ("target", "intermediate")):
+        settings.pop("generator", None)
+    return digest(settings | {"data_files": data_hashes(cfg)})
 
 
 def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:
