@@ -38,12 +38,6 @@ def _gpu_cfg(tmp_path, data_dir, cache_dir, extra=()):
                           output_dir=tmp_path)
 
 
-def test_gpu_trainer_composes_the_paper_settings(tmp_path, data_dir, cache_dir):
-    cfg = _gpu_cfg(tmp_path, data_dir, cache_dir)
-    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gradient_clip_val == 1.0
-    assert cfg.trainer.fused is None  # auto: fused wherever torch has the kernel, the CPU included
-
-
 @pytest.mark.slow
 def test_gpu_settings_train_on_cpu_with_clipping_and_fused_adamw(tmp_path, data_dir, cache_dir, monkeypatch):
     """bf16-mixed + clip 1.0 + fused AdamW, as the GPU path builds them, train a few real steps."""
