@@ -1,13 +1,12 @@
 """What determines a real-fake build, and its hash: the build's cache key."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from stilts_lab.data.readers import file_sha256
 from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.identity import realfake_build_key
 from stilts_lab.synth.controlled import BALANCED_FEATURES, OVERSAMPLE
 from stilts_lab.synth.generator import resolve_dtype
 
@@ -82,4 +81,5 @@ def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, 
 
 
 def spec_key(spec: Mapping) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    """The build's cache key (identity.realfake_build_key: the same digest as every other key)."""
+    return realfake_build_key(spec)
