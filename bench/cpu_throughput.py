@@ -77,7 +77,10 @@ def main() -> int:
         "project": A.project,
         "project_fp32": functools.partial(A.project, extra=("trainer.precision=32-true",)),
     }
-    arms = {name: all_arms[name] for name in (args.arms or all_arms)}
+    # Asked for by name only (--arms project project_workers2): collation in 2 DataLoader workers
+    # instead of the main process (issue 15: num_workers 0 collates serially).
+    optional = {"project_workers2": functools.partial(A.project, extra=("data.num_workers=2",))}
+    arms = {name: (all_arms | optional)[name] for name in (args.arms or all_arms)}
     header = {"device": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "model": cfg.model.name, "examples": len(rows), "batch_size": args.batch_size,
               "max_length": args.max_length, "epochs": args.epochs, "timed": "last epoch", "repeats": args.repeats,
