@@ -8,7 +8,9 @@ from stilts_lab.results import METRICS_FILE
 from tests.conftest import TINY, compose_config
 
 REALFAKE_TINY = ["intermediate=realfake", "intermediate.train_size=24", "intermediate.eval_size=8",
-                 "intermediate.max_epochs=1", "intermediate.batch_size=8"]
+                 "intermediate.max_epochs=1", "intermediate.batch_size=8",
+                 # the filter still runs (a pool of 4 for 3 fakes, one round), at a tiny build's cost
+                 "intermediate.adversarial_filter.pool=4", "intermediate.adversarial_filter.rounds=1"]
 REQUIRED = {"config_hash", "model", "intermediate", "target", "seed", "hparams", "metric_name",
             "dev_metric_per_epoch", "best_dev_metric", "last_dev_metric", "trivial_baseline", "train_seconds",
             "examples_per_second", "intermediate_checkpoint", "status", "versions", "config"}
