@@ -4,6 +4,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from stilts_lab.data.task_schema import check_task
+from stilts_lab.devices import GPU_NAMES
 from stilts_lab.errors import ConfigError
 
 # numpy's seed range (Lightning's seed_everything seeds numpy): anything outside is a traceback there.
@@ -102,7 +103,7 @@ def check_device(cfg: DictConfig) -> None:
     """A GPU trainer on a machine without one: say so before Lightning does it in a traceback.
     Imports torch, so it runs after the cheap checks."""
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator"))
-    if accelerator not in ("gpu", "cuda"):
+    if accelerator not in GPU_NAMES:  # `auto` falls back to the CPU by itself
         return
     import torch
     if not torch.cuda.is_available():

@@ -9,6 +9,8 @@ import torch
 import transformers
 from omegaconf import DictConfig
 
+from stilts_lab.devices import uses_gpu
+
 
 def versions() -> dict:
     import datasets, hydra, torchmetrics
@@ -29,7 +31,8 @@ def cpu_name() -> str:
 def device_info(cfg: DictConfig) -> dict:
     """What the trial ran on: timings are only comparable on the same device and precision."""
     accelerator = str(cfg.trainer.accelerator)
-    on_gpu = accelerator in ("gpu", "cuda") and torch.cuda.is_available()
+    # also asks CUDA: metrics.json is begun before check_device refuses a GPU trainer without one
+    on_gpu = uses_gpu(accelerator) and torch.cuda.is_available()
     return {"accelerator": accelerator, "precision": str(cfg.trainer.precision),
             "name": torch.cuda.get_device_name(0) if on_gpu else cpu_name(),
             "count": int(cfg.trainer.devices) if on_gpu else 1,

@@ -56,10 +56,8 @@ def _without(tree: dict, keys) -> dict:
 def result_settings(cfg: DictConfig) -> dict:
     """The resolved config minus NEVER_CHANGES_RESULT and the tasks' file paths (their content is
     hashed into data_files instead)."""
-    resolved = _without(OmegaConf.to_container(cfg, resolve=True),
-                        (*NEVER_CHANGES_RESULT, *(f"{role}.{k}" for role in ("target", "intermediate")
-                                                  for k in TASK_PATH_KEYS)))
-    return resolved
+    task_paths = (f"{role}.{k}" for role in ("target", "intermediate") for k in TASK_PATH_KEYS)
+    return _without(OmegaConf.to_container(cfg, resolve=True), (*NEVER_CHANGES_RESULT, *task_paths))
 
 
 def config_hash(cfg: DictConfig) -> str:

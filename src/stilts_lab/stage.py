@@ -70,7 +70,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     kind = task["kind"]
     model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
                             attn_implementation="sdpa", head=head_config(kind, data.num_labels))
-    if trainer_cfg.get("compile"):
+    if compiled:
         # in place: the state dict keeps its keys, so save_pretrained still writes a plain checkpoint
         model.compile(mode=None if trainer_cfg["compile"] in ("default", True) else trainer_cfg["compile"],
                       backend=trainer_cfg.get("compile_backend") or "inductor")
