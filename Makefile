@@ -26,7 +26,7 @@ vanilla: setup
 	$(PY) -m stilts_lab +experiment=vanilla_rte
 
 test: setup
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q --durations=10 -n 2 --dist loadfile
 
 # Sweeps write to multirun/<name>; run the same target again to resume (finished trials are skipped).
 STILTS  := $(PY) -m stilts_lab -m

@@ -20,12 +20,29 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+# Under pytest-xdist (make test runs 2 workers), each worker is its own process: one torch thread
+# each, so that two workers share the 2 cores instead of four threads fighting over them. Subprocesses
+# inherit it through OMP_NUM_THREADS.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
-    """One cache per session: the generator conversion and tokenization happen once.
+    """One cache per test command, shared by the xdist workers (the caches are built under file locks,
+    tests/test_cache_races.py): the generator conversion and each tokenization happen once.
     STILTS_TEST_CACHE_DIR keeps it across sessions while developing."""
     keep = os.environ.get("STILTS_TEST_CACHE_DIR")
-    return Path(keep) if keep else tmp_path_factory.mktemp("cache")
+    if keep:
+        return Path(keep)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # basetemp is per worker; its parent is the command's
+        shared = tmp_path_factory.getbasetemp().parent / "cache"
+        shared.mkdir(exist_ok=True)
+        return shared
+    return tmp_path_factory.mktemp("cache")
 
 
 # Small enough to train in seconds on 2 CPU cores with the real MiniLM.
