@@ -14,15 +14,15 @@ from tests.conftest import REPO
 
 @pytest.mark.slow
 def test_gpu_throughput_bench_smoke(tmp_path, data_dir):
-    proc = subprocess.run([sys.executable, "bench/gpu_throughput.py", "--device", "cpu", "--tiny", "--limit", "32",
-                           "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "bench/gpu_throughput.py", "--device", "cpu", "--tiny", "--limit", "16",
+                           "--epochs", "1", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, STILTS_DATA_DIR=str(data_dir)), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "gpu_throughput-cpu-tiny.json").read_text())
-    assert record["examples"] == 32 and record["max_length"] == 128
+    assert record["examples"] == 16 and record["max_length"] == 128
     rates = record["train_examples_per_second"]
     assert set(rates) == {"original", "hf", "bare", "project"}
-    assert record["timed"] == "last epoch" and record["epochs"] == 2
+    assert record["timed"] == "last epoch" and record["epochs"] == 1
     for arm in rates.values():  # one interleaved repeat: the median is that run
         assert arm["runs"] == [arm["median"]] and arm["min"] <= arm["median"] <= arm["max"]
     (grid,) = record["grid"]
@@ -34,13 +34,15 @@ def test_gpu_throughput_bench_smoke(tmp_path, data_dir):
 @pytest.mark.slow
 def test_cpu_throughput_bench_smoke(tmp_path, data_dir):
     """make bench-cpu's arms on 16 examples: every arm trains the same rows and lands in the table."""
-    proc = subprocess.run([sys.executable, "bench/cpu_throughput.py", "--tiny", "--limit", "16", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "bench/cpu_throughput.py", "--tiny", "--limit", "16", "--epochs", "1", "--out",
+                           str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, env=dict(os.environ, STILTS_DATA_DIR=str(data_dir)),
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "cpu_throughput-tiny.json").read_text())
     arms = ["original", "hf_fp32", "hf_bf16", "bare_fp32", "bare_bf16", "project", "project_fp32"]
     assert record["examples"] == 16 and record["max_length"] == 100 and record["timed"] == "last epoch"
+    assert record["epochs"] == 1
     assert list(record["train_examples_per_second"]) == arms
     table = proc.stdout[proc.stdout.index("project / arm"):]
     for arm in arms:

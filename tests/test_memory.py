@@ -35,3 +35,52 @@ def test_generator_is_released_when_the_build_returns(cache_dir, data_dir, monke
         torch.set_num_threads(threads)
     assert len(alive) == 1
     assert alive[0]() is None, "the generator is still referenced after build_realfake returned"
+
+
+# A fresh process churns blocks the way training does: a 4 MB block freed (glibc then raises its dynamic
+# threshold to 4 MB), then 300 blocks of 1.5 MB, each followed by a small block that stays alive and pins
+# the heap behind it; the 1.5 MB blocks are freed. It prints the resident MB that the freeing gave back.
+CHURN = """
+import sys, torch
+from stilts_lab.memory import release_freed_memory, set_mmap_threshold
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+applied = set_mmap_threshold(int(sys.argv[1])) if sys.argv[1].isdigit() else False
+first = torch.ones(2**20)                # 4 MB
+del first
+big, pins = [], []
+for i in range(300):
+    big.append(torch.ones(3 * 2**17))    # 1.5 MB
+    pins.append(torch.ones(2**10))       # 4 KB, heap either way
+before = rss_mb()
+big.clear()
+if sys.argv[1] == "trim":
+    applied = release_freed_memory()
+print(applied, round(before - rss_mb()))
+"""
+
+
+def _churn(threshold: str) -> tuple[bool, int]:
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", CHURN, threshold], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    applied, released = done.stdout.split()
+    return applied == "True", int(released)
+
+
+def test_mmap_threshold_gives_freed_blocks_back():
+    """With glibc's dynamic threshold the freed 1.5 MB blocks stay resident; under trainer.cpu's fixed
+    1 MB threshold (memory.set_mmap_threshold) their ~450 MB go back to the OS at once."""
+    applied, released = _churn("1048576")
+    assert applied and released >= 400, released
+    applied, kept = _churn("none")
+    assert not applied and kept < 100, kept
+
+
+def test_malloc_trim_gives_the_heaps_free_pages_back():
+    """trainer=cpu's default (malloc_trim_every_n_steps: 1, stage.ReleaseFreedMemory): the blocks that
+    glibc's dynamic threshold left in the heap are released by malloc_trim after they are freed."""
+    applied, released = _churn("trim")
+    assert applied and released >= 400, released

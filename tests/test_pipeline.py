@@ -7,8 +7,8 @@ from stilts_lab.pipeline import COMPLETE_FILE, run
 from stilts_lab.results import METRICS_FILE
 from tests.conftest import TINY, compose_config
 
-REALFAKE_TINY = ["intermediate=realfake", "intermediate.train_size=24", "intermediate.eval_size=8",
-                 "intermediate.max_epochs=1", "intermediate.batch_size=8",
+REALFAKE_TINY = ["intermediate=realfake", "intermediate.train_size=8", "intermediate.eval_size=4",
+                 "intermediate.max_epochs=1", "intermediate.batch_size=4",
                  # the filter still runs (a pool of 4 for 3 fakes, one round), at a tiny build's cost
                  "intermediate.adversarial_filter.pool=4", "intermediate.adversarial_filter.rounds=1"]
 REQUIRED = {"config_hash", "model", "intermediate", "target", "seed", "hparams", "metric_name",
@@ -50,7 +50,7 @@ def test_realfake_to_rte_trains_intermediate_once(tmp_path, data_dir, cache_dir,
     first = json.loads((tmp_path / "a" / METRICS_FILE).read_text())
     ckpt = first["intermediate_checkpoint"]
     stage = json.loads((__import__("pathlib").Path(ckpt["path"]) / COMPLETE_FILE).read_text())
-    assert stage["train_examples"] == 24 and stage["eval_examples"] == 8
+    assert stage["train_examples"] == 8 and stage["eval_examples"] == 4
     assert (__import__("pathlib").Path(ckpt["path"]) / "config.json").is_file()
 
     # A second trial (another target seed) must reuse the checkpoint: neither build nor train again.

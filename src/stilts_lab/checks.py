@@ -86,6 +86,8 @@ def check_trainer(cfg: DictConfig) -> None:
                           "(or 32-true); fp16's loss scaling is not built")
     _non_negative(cfg, "trainer.gradient_clip_val", allow_none=True)
     _positive(cfg, "trainer.num_threads", allow_none=True, integer=True)
+    _positive(cfg, "trainer.malloc_mmap_threshold", allow_none=True, integer=True)
+    _positive(cfg, "trainer.malloc_trim_every_n_steps", allow_none=True, integer=True)
     _positive(cfg, "trainer.log_every_n_steps", integer=True)
     _boolean(cfg, "trainer.enable_progress_bar")
     devices = OmegaConf.select(cfg, "trainer.devices")

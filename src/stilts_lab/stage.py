@@ -13,6 +13,7 @@ import torch
 
 from stilts_lab.data.datamodule import TaskDataModule
 from stilts_lab.devices import uses_gpu
+from stilts_lab.memory import release_freed_memory, set_mmap_threshold
 from stilts_lab.models.encoder import load_head_model
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
@@ -47,6 +48,21 @@ def stage_settings(cfg, role: str) -> StageSettings:
                          max_epochs=int(cfg.trainer.max_epochs))
 
 
+class ReleaseFreedMemory(L.Callback):
+    """Every n training steps and after each dev pass, the heap's free pages go back to the OS
+    (memory.release_freed_memory): training frees blocks of a new size at every step, which glibc keeps."""
+
+    def __init__(self, every_n_steps: int):
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if (batch_idx + 1) % self.every_n_steps == 0:
+            release_freed_memory()
+
+    def on_validation_end(self, trainer, pl_module):
+        release_freed_memory()
+
+
 @dataclass
 class StageResult:
     module: StageModule
@@ -62,6 +78,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     L.seed_everything(seed, workers=True, verbose=False)
     if trainer_cfg.get("num_threads"):
         torch.set_num_threads(int(trainer_cfg["num_threads"]))
+    set_mmap_threshold(trainer_cfg.get("malloc_mmap_threshold"))  # before the training allocations
     on_gpu = uses_gpu(trainer_cfg.get("accelerator"))
     compiled = bool(trainer_cfg.get("compile"))
     data = stage_data(task, tokenizer, batch_size=settings.batch_size, trainer_cfg=trainer_cfg, seed=seed,
@@ -91,6 +108,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
         log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
         enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
         logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file),  # the `logger` config group
+        callbacks=[ReleaseFreedMemory(int(trim_every))] if (trim_every := trainer_cfg.get("malloc_trim_every_n_steps")) else [],
         # the best dev score is tracked in the module; target checkpoints would only cost disk
         enable_checkpointing=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # keep the length-grouped batches
