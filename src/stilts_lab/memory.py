@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -37,6 +38,7 @@ def set_mmap_threshold(threshold: int | None) -> bool:
     return True
 
 
+@functools.cache  # find_library runs ldconfig: once per process, not once per training step
 def _libc():
     if not sys.platform.startswith("linux"):
         return None
