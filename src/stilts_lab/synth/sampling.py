@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 from typing import Mapping, Sequence
 
-from stilts_lab.memory import release_freed_memory
 from stilts_lab.synth.sentences import clean_text
 
 
@@ -95,8 +94,6 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
             for row, i in enumerate(batch):  # generate() returns a prompt's samples consecutively
                 samples = new_tokens[row * num_fakes:(row + 1) * num_fakes, :budgets[i]]
                 results[i] = [clean_text(t) for t in tokenizer.batch_decode(samples, skip_special_tokens=True)]
-            del sequences, new_tokens, encoded
-            release_freed_memory()  # each call's KV cache has its own size: give it back (memory.py)
             if progress is not None:
                 progress.update(len(batch))
     return results
