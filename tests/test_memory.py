@@ -2,6 +2,9 @@
 right after, so a generator kept alive would hold its weights for the whole run (docs/performance.md)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -61,10 +64,8 @@ print(applied, round(before - rss_mb()))
 
 
 def _churn(threshold: str) -> tuple[bool, int]:
-    import subprocess
-    import sys
     done = subprocess.run([sys.executable, "-c", CHURN, threshold], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")})
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
     assert done.returncode == 0, done.stderr[-2000:]
     applied, released = done.stdout.split()
     return applied == "True", int(released)

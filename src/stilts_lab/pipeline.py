@@ -21,7 +21,6 @@ from stilts_lab.data.task_files import task_files
 from stilts_lab.environment import device_info, versions
 from stilts_lab.errors import DivergedError
 from stilts_lab.identity import cached_file_sha256, config_hash, data_hashes, intermediate_key
-from stilts_lab.memory import set_mmap_threshold
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
 from stilts_lab.resume import finished_trial, sweep_root
 from stilts_lab.results import METRICS_FILE, read_metrics, run_id, write_json_atomic
@@ -205,8 +204,6 @@ def train_trial(cfg: DictConfig, metrics: dict, out: Path):
     """Check, then [intermediate stage ->] target stage; the target stage's StageResult."""
     check_config(cfg)
     check_device(cfg)
-    # before the generator and both stages allocate: their freed blocks go back to the OS (memory.py)
-    set_mmap_threshold(cfg.trainer.get("malloc_mmap_threshold"))
     source = resolve_pretrained(cfg.model)
     tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
     check_max_length(cfg.target, tokenizer, "target")

@@ -79,6 +79,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     if trainer_cfg.get("num_threads"):
         torch.set_num_threads(int(trainer_cfg["num_threads"]))
     set_mmap_threshold(trainer_cfg.get("malloc_mmap_threshold"))  # before the training allocations
+    trim_every = trainer_cfg.get("malloc_trim_every_n_steps")
     on_gpu = uses_gpu(trainer_cfg.get("accelerator"))
     compiled = bool(trainer_cfg.get("compile"))
     data = stage_data(task, tokenizer, batch_size=settings.batch_size, trainer_cfg=trainer_cfg, seed=seed,
@@ -108,7 +109,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
         log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
         enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
         logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file),  # the `logger` config group
-        callbacks=[ReleaseFreedMemory(int(trim_every))] if (trim_every := trainer_cfg.get("malloc_trim_every_n_steps")) else [],
+        callbacks=[ReleaseFreedMemory(int(trim_every))] if trim_every else [],
         # the best dev score is tracked in the module; target checkpoints would only cost disk
         enable_checkpointing=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # keep the length-grouped batches
