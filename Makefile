@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -62,6 +62,17 @@ transfer-small: setup  ## vanilla + cola, mrpc, hellaswag_p into rte and copa (3
 	$(STILTS) +experiment=transfer_small hydra.sweep.dir=multirun/transfer_small $(ARGS)
 	$(PY) -m stilts_lab.transfer estimate multirun/transfer_small
 	$(PY) -m stilts_lab.report multirun/transfer_small
+
+# Issue 18's design (conf/experiment/verdict_matrix.yaml): the transferability estimates of every
+# starting point on every target are computed (training the intermediates) and written under docs/
+# BEFORE any target trial runs; then the 198 trials (resumable), the report, and its results.csv to docs/.
+VERDICT := docs/verdict_matrix
+verdict-matrix: setup  ## 6 arms x 2 intermediate seeds into RTE, WiC, SocialIQA, 6 cells each; predictions first (CPU, many hours)
+	test -f $(VERDICT)/transfer_estimates.csv || $(PY) -m stilts_lab.transfer estimate +experiment=verdict_matrix $(ARGS) \
+		--max-examples 400 --out $(VERDICT)/transfer_estimates.csv
+	$(STILTS) +experiment=verdict_matrix hydra.sweep.dir=multirun/verdict_matrix $(ARGS)
+	cp $(VERDICT)/transfer_estimates.csv multirun/verdict_matrix/
+	$(PY) -m stilts_lab.report multirun/verdict_matrix --out $(VERDICT)
 
 bench: setup
 	$(PY) bench/builder_throughput.py

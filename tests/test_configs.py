@@ -98,3 +98,19 @@ def test_the_trainer_configs_say_what_the_eval_batch_defaults_to(data_dir):
     comment = next(line for line in (CONF / "trainer" / "cpu.yaml").read_text().splitlines()
                    if line.startswith("eval_batch_size:"))
     assert dm.eval_batch_size == 24 and "null: 2 x data.batch_size" in comment
+
+
+def test_verdict_matrix_expands_to_its_paired_design():
+    """The predictions-first step expands the sweep the way Hydra will: the grid's learning rates come
+    from model.grid_lrs by interpolation, and every (start, target) gets the same 6 cells."""
+    from stilts_lab.transfer.plan import expand
+
+    trials = [dict(o.split("=", 1) for o in t[1:]) for t in expand(["+experiment=verdict_matrix"])]
+    assert {t["optim.lr"] for t in trials} == {"2.5e-05", "5e-05", "0.0001"}  # not the literal ${...}
+    assert {t["target"] for t in trials} == {"rte", "wic", "socialiqa"}
+    starts = {(t["intermediate"], t["intermediate.seed"]) for t in trials}
+    assert len({s[0] for s in starts}) == 6 and len(starts) == 12
+    cells = {}
+    for t in trials:
+        cells.setdefault((t["intermediate"], t["intermediate.seed"], t["target"]), set()).add((t["seed"], t["optim.lr"]))
+    assert len(set(map(frozenset, cells.values()))) == 1 and len(next(iter(cells.values()))) == 6

@@ -91,7 +91,8 @@ def expand(overrides: list[str]) -> list[list[str]]:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         hcfg = compose(config_name="config", overrides=[o.input_line for o in base], return_hydra_config=True)
     params = hcfg.hydra.sweeper.get("params")
-    params = OmegaConf.to_container(params) if params is not None else {}
+    # resolved: a grid may name its values by interpolation (optim.lr: ${model.grid_lrs})
+    params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
     given = {o.get_key_element() for o in parser.parse_overrides(overrides)}
     extra = [f"{k}={v}" for k, v in params.items() if k not in given]
     return BasicSweeper.split_arguments(parser.parse_overrides(list(overrides) + extra), None)[0]
