@@ -14,7 +14,7 @@ PY=${PY:-python3}
 if [ "${SMOKE:-0}" = 1 ]; then  # a shared 2-core CPU imports and trains slowly: 4x every limit
   ACCEL=cpu; MODEL="model=minilm_l6 model.random_init=true target.eval_size=16"; N=16; DEVICE=cpu; SHAPE="minilm-l6 --steps 2"
   SCALE=4; BUDGET=${BUDGET:-2280}
-  BENCH_ARGS="--device cpu --tiny --limit 16 --arms project --grid-jobs"  # the arms: tests/test_bench.py
+  BENCH_ARGS="--device cpu --tiny --limit 16 --epochs 1"  # every arm and the 2-trial grid: tests/test_bench.py
 else
   ACCEL=gpu; MODEL="model=roberta_large model.random_init=true"; N=256; DEVICE=cuda; SHAPE=roberta-large
   BENCH_ARGS=""; SCALE=1; BUDGET=${BUDGET:-570}

@@ -1,6 +1,6 @@
-"""The benchmarks smoke-run on the CPU (bench/gpu_throughput.py with a tiny shape, bench/cpu_throughput.py on
-16 examples): every arm trains the same data and lands in the table, so neither rots between the sessions
-that measure them."""
+"""The benchmarks smoke-run on the CPU (bench/gpu_session.sh with SMOKE=1, which runs bench/gpu_throughput.py
+with a tiny shape; bench/cpu_throughput.py on 16 examples): every arm trains the same data and lands in the
+table, so neither rots between the sessions that measure them."""
 import json
 import os
 import subprocess
@@ -10,25 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-
-
-@pytest.mark.slow
-def test_gpu_throughput_bench_smoke(tmp_path, data_dir):
-    proc = subprocess.run([sys.executable, "bench/gpu_throughput.py", "--device", "cpu", "--tiny", "--limit", "16",
-                           "--epochs", "1", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, STILTS_DATA_DIR=str(data_dir)), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads((tmp_path / "gpu_throughput-cpu-tiny.json").read_text())
-    assert record["examples"] == 16 and record["max_length"] == 128
-    rates = record["train_examples_per_second"]
-    assert set(rates) == {"original", "hf", "bare", "project"}
-    assert record["timed"] == "last epoch" and record["epochs"] == 1
-    for arm in rates.values():  # one interleaved repeat: the median is that run
-        assert arm["runs"] == [arm["median"]] and arm["min"] <= arm["median"] <= arm["max"]
-    (grid,) = record["grid"]
-    assert (grid["trials"], grid["failed"], grid["exit_code"]) == (2, 0, 0)
-    for arm in ("original", "hf", "bare", "project"):
-        assert f"\n{arm} " in proc.stdout  # the ratio table
 
 
 @pytest.mark.slow
@@ -63,18 +44,31 @@ def _gpu_session(tmp_path, data_dir, **env):
 @pytest.mark.slow
 def test_gpu_session_runs_both_stages(tmp_path, data_dir):
     """bench/gpu_session.sh's logic on the CPU (SMOKE=1: tiny shapes and sizes): every step exits 0, the
-    first run trains the target stage alone, and the second trains an intermediate stage (COPA) whose
-    checkpoint the target stage (RTE) starts from."""
+    first run trains the target stage alone, the second trains an intermediate stage (COPA) whose
+    checkpoint the target stage (RTE) starts from, and the throughput bench (bench/gpu_throughput.py) puts
+    every arm and the 2-trial grid in its table."""
     log = _gpu_session(tmp_path, data_dir)
     exits = [line.split()[-1] for line in log.splitlines() if line.startswith("== exit")]
-    # imports, the target stage alone, both stages: done; the two benchmarks may meet their (4x) limits on a
-    # loaded machine (124), and tests of their own cover them
-    assert len(exits) == 5 and exits[:3] == ["0"] * 3 and set(exits[3:]) <= {"0", "124"}, log[-3000:]
+    # imports, the target stage alone, both stages, the optimizer-step bench, the throughput bench
+    assert exits == ["0"] * 5, log[-3000:]
     one, two = (json.loads((tmp_path / "out" / run / "metrics.json").read_text()) for run in ("run_gpu", "run_two_stages"))
     assert one["intermediate"] == "none" and one["intermediate_checkpoint"] is None and one["status"] != "failed"
     assert two["intermediate"] == "copa" and two["status"] != "failed", two["error"]
     stage = json.loads((Path(two["intermediate_checkpoint"]["path"]) / "stage_metrics.json").read_text())
     assert stage["train_examples"] == 16 and two["split"]["train_examples"] == 16
+
+    record = json.loads((tmp_path / "out" / "gpu_throughput-cpu-tiny.json").read_text())
+    assert record["examples"] == 16 and record["max_length"] == 128
+    rates = record["train_examples_per_second"]
+    assert set(rates) == {"original", "hf", "bare", "project"}
+    assert record["timed"] == "last epoch" and record["epochs"] == 1
+    for arm in rates.values():  # one interleaved repeat: the median is that run
+        assert arm["runs"] == [arm["median"]] and arm["min"] <= arm["median"] <= arm["max"]
+    (grid,) = record["grid"]
+    assert (grid["trials"], grid["failed"], grid["exit_code"]) == (2, 0, 0)
+    table = log[log.index("bench/gpu_throughput.py"):]
+    for arm in ("original", "hf", "bare", "project"):
+        assert f"\n{arm} " in table  # the ratio table
 
 
 def test_gpu_session_stops_inside_its_budget(tmp_path, data_dir):
