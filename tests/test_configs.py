@@ -114,3 +114,12 @@ def test_verdict_matrix_expands_to_its_paired_design():
     for t in trials:
         cells.setdefault((t["intermediate"], t["intermediate.seed"], t["target"]), set()).add((t["seed"], t["optim.lr"]))
     assert len(set(map(frozenset, cells.values()))) == 1 and len(next(iter(cells.values()))) == 6
+
+
+def test_profiler_is_checked_before_training():
+    """trainer.profiler takes Lightning's profiler names; anything else is one error naming the key."""
+    from stilts_lab.errors import ConfigError
+
+    check_config(compose_config(["trainer.profiler=simple"]))
+    with pytest.raises(ConfigError, match=r"^trainer.profiler='fancy' is impossible: expected null or one of simple"):
+        check_config(compose_config(["trainer.profiler=fancy"]))

@@ -19,7 +19,7 @@ PROBES = {
     "trainer.log_every_n_steps": ("trainer.log_every_n_steps", 1), "trainer.pin_memory": ("trainer.pin_memory", True),
     "trainer.malloc_mmap_threshold": ("trainer.malloc_mmap_threshold", 1048576),
     "trainer.malloc_trim_every_n_steps": ("trainer.malloc_trim_every_n_steps", 10),
-    "data.num_workers": ("data.num_workers", 2),
+    "trainer.profiler": ("trainer.profiler", "simple"), "data.num_workers": ("data.num_workers", 2),
 }
 BASE = ["intermediate=socialiqa", "seed=3"]
 

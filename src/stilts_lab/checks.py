@@ -10,6 +10,8 @@ from stilts_lab.errors import ConfigError
 # numpy's seed range (Lightning's seed_everything seeds numpy): anything outside is a traceback there.
 SEED_MAX = 2**32 - 1
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+# Lightning's profilers (trainer.profiler): where each step's time goes, printed when a stage ends
+PROFILERS = ("simple", "advanced", "pytorch")
 # torch.compile's modes; `true` means the default one
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
@@ -96,6 +98,9 @@ def check_trainer(cfg: DictConfig) -> None:
         # would wait on the intermediate-checkpoint lock that rank 0 holds while it waits for them.
         raise ConfigError(f"trainer.devices={devices!r} is not supported: training runs on one device "
                           "(trainer.devices=1); run trials in parallel with a Hydra launcher instead")
+    profiler = OmegaConf.select(cfg, "trainer.profiler")
+    if profiler is not None and str(profiler) not in PROFILERS:
+        _fail("trainer.profiler", profiler, f"null or one of {', '.join(PROFILERS)}")
     compile_mode = OmegaConf.select(cfg, "trainer.compile")
     if compile_mode not in (None, False, True) and str(compile_mode) not in COMPILE_MODES:
         _fail("trainer.compile", compile_mode, f"null, true or one of {', '.join(COMPILE_MODES)}")

@@ -114,6 +114,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
         enable_checkpointing=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # keep the length-grouped batches
         enable_model_summary=False,
+        profiler=trainer_cfg.get("profiler"),  # null, or Lightning's simple / advanced / pytorch profiler
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
