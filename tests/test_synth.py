@@ -283,3 +283,32 @@ def test_realfake_p_is_the_realfake_set_without_the_prompt(monkeypatch, tmp_path
     data = load_task(task | {"eval_size": 1}, data_dir=None, split_seed=0, realfake_file=rows)
     assert all(c[1] is None and c[0] in ("ran dry", "sang", "flew", "sank")
                for ex in data.train.examples + data.eval.examples for c in ex["choices"])
+
+
+def test_max_call_tokens_bounds_each_call_and_keeps_uncapped_calls_as_they_were():
+    """plan_calls: without a cap, the fixed runs of batch_size every build used (so the samples and keys
+    of existing builds stand); with one, no call of 2+ prompts passes rows x (longest prompt + largest
+    budget), every prompt is sampled once, in order, and a lone prompt over the cap still gets its call."""
+    from stilts_lab.synth.sampling import plan_calls
+    from stilts_lab.synth.spec import build_spec, spec_key
+
+    rng = random.Random(0)
+    lengths = [rng.randint(10, 40) for _ in range(100)]
+    budgets = sorted(rng.randint(5, 160) for _ in range(100))  # sample_endings sorts by budget
+    order = list(range(100))
+    assert plan_calls(order, lengths, budgets, batch_size=32, num_fakes=10) == [order[0:32], order[32:64],
+                                                                              order[64:96], order[96:]]
+    capped = plan_calls(order, lengths, budgets, batch_size=32, num_fakes=10, max_call_tokens=20_000)
+    assert [i for call in capped for i in call] == order and max(map(len, capped)) <= 32
+    for call in capped:
+        tokens = len(call) * 10 * (max(lengths[i] for i in call) + max(budgets[i] for i in call))
+        assert tokens <= 20_000 or len(call) == 1
+    assert len(capped) > 4  # the cap binds on the long-budget calls
+    assert plan_calls([0], [50], [200], batch_size=32, num_fakes=10, max_call_tokens=100) == [[0]]
+
+    spec = lambda cfg: spec_key(build_spec(gen_cfg=cfg, sources=[WIKI], num_examples=8, num_fakes=3, seed=0))
+    assert "max_call_tokens" not in GEN_CFG  # opt-in: the shipped config leaves every key as it was
+    assert spec({**GEN_CFG, "max_call_tokens": 200_000}) != spec(GEN_CFG)
+    with pytest.raises(ConfigError, match=r"^generator.max_call_tokens=0 is impossible"):
+        from stilts_lab.checks import check_config
+        check_config(compose_config(["intermediate=realfake", "+generator.max_call_tokens=0"]))

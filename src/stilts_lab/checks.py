@@ -127,6 +127,7 @@ def check_generator(cfg: DictConfig) -> None:
     _positive(cfg, "generator.temperature")
     _integer_in(cfg, "generator.top_k", 0)
     _positive(cfg, "generator.batch_size", integer=True)
+    _positive(cfg, "generator.max_call_tokens", allow_none=True, integer=True)
     _positive(cfg, "intermediate.num_fakes", integer=True)
     # A sentence of n words gives a prompt of n//2 words and an ending of the rest minus the last word.
     _integer_in(cfg, "intermediate.words_min", 3)

@@ -58,6 +58,25 @@ class NucleusSampling:
         return scores.masked_fill(remove, float("-inf"))
 
 
+def plan_calls(order: Sequence[int], prompt_lengths: Sequence[int], budgets: Sequence[int], *, batch_size: int,
+               num_fakes: int, max_call_tokens: int | None = None) -> list[list[int]]:
+    """The prompts of each generate() call, in `order`: runs of `batch_size` prompts; with `max_call_tokens`,
+    a call also closes before its rows x (longest prompt + largest budget) tokens pass the cap, since
+    SmolLM2's KV cache for those rows is what the generation phase's peak memory holds (docs/performance.md).
+    Without a cap the calls are the fixed runs every build before it used, so its samples are unchanged."""
+    if not max_call_tokens:
+        return [list(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+    calls, call, longest, largest = [], [], 0, 0
+    for i in order:
+        grown = (len(call) + 1) * num_fakes * (max(longest, prompt_lengths[i]) + max(largest, budgets[i]))
+        if call and (len(call) == batch_size or grown > max_call_tokens):
+            calls.append(call)
+            call, longest, largest = [], 0, 0
+        call.append(i)
+        longest, largest = max(longest, prompt_lengths[i]), max(largest, budgets[i])
+    return calls + [call] if call else calls
+
+
 def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[int], *, num_fakes: int,
                    gen_cfg: Mapping, seed: int, batch_size: int, progress=None,
                    processors: Sequence = ()) -> list[list[str]]:
@@ -67,8 +86,8 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
     generate() call holds prompts of near-equal length (little left padding) and near-equal budget.
     Each call generates its largest budget, with EOS suppressed (min_new_tokens), and each row is
     cut to its own budget: sampling is left to right, so a cut sample is a sample of that length.
-    batch_size=1 is the original code's one-prompt-per-call loop. `processors` (e.g. a token ban)
-    run before nucleus sampling."""
+    batch_size=1 is the original code's one-prompt-per-call loop. gen_cfg's optional `max_call_tokens`
+    caps a call's rows x tokens (plan_calls). `processors` (e.g. a token ban) run before nucleus sampling."""
     import torch
     from transformers import LogitsProcessorList
 
@@ -81,8 +100,9 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
     devices = [model.device] if model.device.type == "cuda" else []
     # fork_rng: seeding here must not disturb the caller's random state.
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
-        for call, start in enumerate(range(0, len(order), batch_size)):
-            batch = order[start:start + batch_size]
+        calls = plan_calls(order, prompt_lengths, budgets, batch_size=batch_size, num_fakes=num_fakes,
+                           max_call_tokens=gen_cfg.get("max_call_tokens"))
+        for call, batch in enumerate(calls):
             encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(model.device)
             budget = max(budgets[i] for i in batch)
             torch.manual_seed(derive_seed(seed, call))
