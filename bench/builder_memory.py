@@ -6,8 +6,8 @@ controlled recipe's budgets run to 150+ tokens for the longest real endings, and
 This bench samples the prompts with the LARGEST budgets (the worst calls of any build) through
 realfake.sample_endings under the controlled recipe, and reports each arm's peak RSS (ru_maxrss) and seconds:
 
-    python bench/builder_memory.py --prompts 32                       # arms: none, 400000, 200000
-    python bench/builder_memory.py --prompts 32 --caps none 300000 --env MALLOC_MMAP_THRESHOLD_=1048576
+    python bench/builder_memory.py --prompts 32                       # arms: none, 30000, 15000
+    python bench/builder_memory.py --prompts 32 --caps none 20000 --env MALLOC_MMAP_THRESHOLD_=1048576
 
 An arm is a `generator.max_call_tokens` cap (none: calls of 32 prompts, as every build so far). `--env`
 adds the same arms again with that environment (e.g. a fixed glibc mmap threshold). One thread per arm."""
@@ -57,7 +57,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--pool", type=int, default=10, help="sequences per prompt (the filter's pool)")
-    p.add_argument("--caps", nargs="+", default=["none", "400000", "200000"])
+    p.add_argument("--caps", nargs="+", default=["none", "30000", "15000"])
     p.add_argument("--env", default=None, help="NAME=VALUE: run every cap again with this in the environment")
     p.add_argument("--cache-dir", default=os.environ.get("STILTS_CACHE_DIR", str(REPO / ".cache")))
     p.add_argument("--data-dir", default=os.environ.get("STILTS_DATA_DIR"))
