@@ -80,11 +80,12 @@ def main() -> int:
     # Asked for by name only (--arms project project_workers2): collation in 2 DataLoader workers
     # instead of the main process (issue 15: num_workers 0 collates serially).
     # The project's settings one at a time, to find where its step loses to the bare loop (docs/performance.md):
-    # lengths padded to a multiple of 8 or 16 as the peers pad them, and no per-step malloc_trim.
+    # lengths padded to a multiple of 8 or 16 as the peers pad them, and a malloc_trim after every step (the
+    # default until 2026-12-06).
     optional = {"project_workers2": functools.partial(A.project, extra=("data.num_workers=2",)),
                 "project_pad8": functools.partial(A.project, extra=("trainer.pad_to_multiple_of=8",)),
                 "project_pad16": functools.partial(A.project, extra=("trainer.pad_to_multiple_of=16",)),
-                "project_notrim": functools.partial(A.project, extra=("trainer.malloc_trim_every_n_steps=null",))}
+                "project_trim1": functools.partial(A.project, extra=("trainer.malloc_trim_every_n_steps=1",))}
     arms = {name: (all_arms | optional)[name] for name in (args.arms or all_arms)}
     header = {"device": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "model": cfg.model.name, "examples": len(rows), "batch_size": args.batch_size,

@@ -81,7 +81,7 @@ def test_mmap_threshold_gives_freed_blocks_back():
 
 
 def test_malloc_trim_gives_the_heaps_free_pages_back():
-    """trainer=cpu's default (malloc_trim_every_n_steps: 1, stage.ReleaseFreedMemory): the blocks that
-    glibc's dynamic threshold left in the heap are released by malloc_trim after they are freed."""
+    """stage.ReleaseFreedMemory (after each dev pass; every n steps with trainer.malloc_trim_every_n_steps):
+    the blocks that glibc's dynamic threshold left in the heap are released by malloc_trim after they are freed."""
     applied, released = _churn("trim")
     assert applied and released >= 400, released

@@ -4,8 +4,9 @@ Training on the CPU allocates activations of a new size at every step (length-gr
 them a few MB. glibc raises its mmap threshold each time such a block is freed (up to 32 MB), so later
 blocks come from the heap, where freed pages stay resident: a 500-example multiple-choice stage peaked at
 2.52 GB RSS. Two remedies, both trainer settings (conf/trainer/cpu.yaml, docs/performance.md):
-- malloc_trim(0) after every n steps (`malloc_trim_every_n_steps`, the default, n = 1): 2.13 GB, at most
-  9% slower there (a trim costs ~0.1 ms);
+- malloc_trim(0) after every n steps (`malloc_trim_every_n_steps`; n = 1: 2.13 GB). A trim itself costs
+  ~0.1 ms, but the next step faults the released pages in again: with n = 1 the step ran at 0.83x a bare
+  loop's (bench/step_profile.py), so the default trims only after each dev pass;
 - a fixed mmap threshold (`malloc_mmap_threshold`): every block above it is its own mapping, unmapped on
   free: 1.90 GB, but 44% slower there (each step faults its pages in afresh).
 """
