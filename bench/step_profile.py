@@ -69,11 +69,10 @@ def bare(cfg, data, epochs: int) -> dict[str, float]:
     return {p: v / steps for p, v in spent.items()}
 
 
-def project(cfg, out: Path) -> dict[str, float]:
+def project(cfg, tokenizer, out: Path) -> dict[str, float]:
     """stage.train_stage with Lightning's SimpleProfiler; mean seconds per phase over the last epoch."""
     profiler = SimpleProfiler()
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True) | {"profiler": profiler}
-    tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
     result = train_stage(task=OmegaConf.to_container(cfg.target, resolve=True), encoder_source=resolve_pretrained(cfg.model),
                          tokenizer=tokenizer, settings=stage_settings(cfg, "target"), trainer_cfg=trainer_cfg,
                          seed=int(cfg.seed), split_seed=int(cfg.data.split_seed), data_dir=cfg.paths.data_dir,
@@ -118,7 +117,7 @@ def main() -> int:
     runs: dict[str, list[dict]] = {"bare": [], "project": []}
     for repeat in range(args.repeats):
         runs["bare"].append(bare(cfg, data, epochs=2))
-        runs["project"].append(project(cfg, work / f"project-{repeat}"))
+        runs["project"].append(project(cfg, tokenizer, work / f"project-{repeat}"))
         for side in runs:
             print(f"  repeat {repeat + 1}: {side:8s} " + "  ".join(f"{k} {v * 1e3:7.1f}" for k, v in runs[side][-1].items()),
                   flush=True)
