@@ -9,7 +9,7 @@ realfake.sample_endings under the controlled recipe, and reports each arm's peak
     python bench/builder_memory.py --prompts 32                       # arms: none, 30000, 15000
     python bench/builder_memory.py --prompts 32 --caps none 20000 --env MALLOC_MMAP_THRESHOLD_=1048576
 
-An arm is a `generator.max_call_tokens` cap (none: calls of 32 prompts, as every build so far). `--env`
+An arm is a `generator.max_call_tokens` cap (none: calls of 32 prompts, as every build before the default cap). `--env`
 adds the same arms again with that environment (e.g. a fixed glibc mmap threshold). One thread per arm."""
 from __future__ import annotations
 

@@ -71,7 +71,9 @@ def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, 
         "generator": _generator_identity(gen_cfg), "sampling": sampling,
         # Every generator setting, so that any change to the generator config builds a new set;
         # dtype as resolved here (auto depends on the hardware), since it changes the samples.
-        "generator_config": dict(gen_cfg), "dtype": resolve_dtype(gen_cfg.get("dtype"), device),
+        # An unset cap (null) is the calls of every build before the cap existed: it keeps their keys.
+        "generator_config": {k: v for k, v in gen_cfg.items() if not (k == "max_call_tokens" and v is None)},
+        "dtype": resolve_dtype(gen_cfg.get("dtype"), device),
         "balance": {"features": list(BALANCED_FEATURES), "oversample": OVERSAMPLE} if fakes == "controlled" else None,
         # Samples differ across devices (kernels, RNG), so a device builds its own copy.
         "device": str(device).split(":")[0]})
