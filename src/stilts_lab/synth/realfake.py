@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 from filelock import FileLock
 
 from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.memory import release_freed_memory
 from stilts_lab.synth.audit import audit_rows, format_audit
 from stilts_lab.synth.controlled import OVERSAMPLE, balance_ranks, strip_edges
 from stilts_lab.synth.fakes import MAX_ATTEMPTS, sample_fakes  # noqa: F401  (MAX_ATTEMPTS: the retry limit)
@@ -89,6 +90,7 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
         timing = {"setup_seconds": round(time.perf_counter() - started, 2)}
     else:
         chosen, fakes, timing, extra = _generate(spec, gen_cfg, chosen, spares, labels, cache_dir, device, counts)
+        release_freed_memory()  # the generator is gone with _generate's locals: its heap goes back too
     rows = [dict(row, source=s.source)
             for row, s in zip(assemble([s.prompt for s in chosen], [s.ending for s in chosen], fakes, labels), chosen)]
     if spec["fakes"] == "controlled":
