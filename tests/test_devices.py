@@ -27,6 +27,7 @@ def test_realfake_build_generates_where_the_trainer_trains(monkeypatch, data_dir
                          cache_dir=tmp_path)
     realfake.build_from_config(cfg)
     assert seen["device"] == "cuda"
+    assert seen["isolate"]  # a config's build runs in a child, so the generator's memory leaves with it
 
 
 def test_native_bf16_agrees_with_torch():

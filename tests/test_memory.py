@@ -85,3 +85,39 @@ def test_malloc_trim_gives_the_heaps_free_pages_back():
     the blocks that glibc's dynamic threshold left in the heap are released by malloc_trim after they are freed."""
     applied, released = _churn("trim")
     assert applied and released >= 400, released
+
+
+def _hold_memory(megabytes: int, fail: bool) -> tuple[int, int, int]:
+    """In the child: allocate and touch `megabytes`, then report (pid, torch threads, RSS in MB)."""
+    from stilts_lab.errors import DataError
+
+    if fail:
+        raise DataError("examples.jsonl line 3: malformed row")
+    block = torch.ones(megabytes * 2**20 // 4)  # float32: touched, so resident
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+    return os.getpid(), torch.get_num_threads(), rss + 0 * int(block[0])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_run_isolated_keeps_the_childs_memory_out_of_this_process():
+    """memory.run_isolated (the pipeline's real-fake builds): the work runs in another process, holds its
+    memory there, gets this process's torch threads, and its errors come back as they were raised."""
+    from stilts_lab.errors import DataError
+    from stilts_lab.memory import run_isolated
+
+    def rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        before = rss()
+        pid, child_threads, child_rss = run_isolated(_hold_memory, 300, False)
+        assert pid != os.getpid() and child_threads == 1
+        assert child_rss >= 300 and rss() - before < 100, (child_rss, before, rss())
+        with pytest.raises(DataError, match="examples.jsonl line 3: malformed row"):
+            run_isolated(_hold_memory, 1, True)
+    finally:
+        torch.set_num_threads(threads)

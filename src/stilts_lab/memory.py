@@ -45,3 +45,31 @@ def release_freed_memory() -> bool:
     Milliseconds; True when glibc released something."""
     trim = getattr(_libc(), "malloc_trim", None)
     return bool(trim(0)) if trim is not None else False
+
+
+def _child_setup(level: int, threads: int) -> None:
+    import logging
+
+    import torch
+
+    logging.basicConfig(level=level, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    torch.set_num_threads(threads)  # a sweep's share of the cores (trainer.num_threads), not all of them
+
+
+def run_isolated(fn, *args):
+    """fn(*args) in a spawned child process; returns its (picklable) result and raises its exception.
+
+    Whatever fn allocates (a generator's weights, oneDNN's primitive caches, the heap that sampling
+    fragmented, pages pinned by small live objects that malloc_trim cannot free) goes back to the OS when
+    the child exits, which no trim in this process achieves. The child logs to stderr at this process's
+    level and uses as many torch threads as this process."""
+    import logging
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    init = (logging.getLogger().getEffectiveLevel(), torch.get_num_threads())
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_setup,
+                             initargs=init) as pool:
+        return pool.submit(fn, *args).result()

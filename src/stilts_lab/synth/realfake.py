@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 from filelock import FileLock
 
 from stilts_lab.errors import ConfigError, DataError
-from stilts_lab.memory import release_freed_memory
+from stilts_lab.memory import release_freed_memory, run_isolated
 from stilts_lab.synth.audit import audit_rows, format_audit
 from stilts_lab.synth.controlled import OVERSAMPLE, balance_ranks, strip_edges
 from stilts_lab.synth.fakes import MAX_ATTEMPTS, sample_fakes  # noqa: F401  (MAX_ATTEMPTS: the retry limit)
@@ -44,9 +44,11 @@ EXAMPLES_FILE, PROVENANCE_FILE = "examples.jsonl", "provenance.json"
 
 def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, num_fakes: int, seed: int,
                    cache_dir: Path, words_max: int = 30, words_min: int = 20, device: str = "cpu",
-                   fakes: str = "paper", adversarial_filter: Mapping | None = None) -> Path:
+                   fakes: str = "paper", adversarial_filter: Mapping | None = None, isolate: bool = False) -> Path:
     """Build (or find in the cache) the real-fake set; returns its folder holding examples.jsonl
-    (prompt, endings, label, source per line) and provenance.json (with the artifact audit)."""
+    (prompt, endings, label, source per line) and provenance.json (with the artifact audit).
+    isolate: build in a child process, so that none of the generator's memory stays with the caller
+    (memory.run_isolated; the pipeline's builds, where MiniLM trains next in the same process)."""
     sources = [Path(s) for s in sources]
     spec = build_spec(gen_cfg=gen_cfg, sources=sources, num_examples=num_examples, num_fakes=num_fakes, seed=seed,
                       words_max=words_max, words_min=words_min, device=device, fakes=fakes,
@@ -57,7 +59,10 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
         if not final.is_dir():  # another process may have built it while we waited
-            _build(final, spec, gen_cfg, sources, cache_dir, device)
+            args = (final, spec, dict(gen_cfg), sources, Path(cache_dir), device)
+            run_isolated(_build, *args) if isolate else _build(*args)
+            audit = json.loads((final / PROVENANCE_FILE).read_text(encoding="utf-8"))["audit"]
+            log.info("real-fake set %s (fakes: %s)\n%s", final.name, spec["fakes"], format_audit(audit))
     return final
 
 
@@ -97,7 +102,6 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
         rows = balance_ranks(rows, keep, seed)
         counts["balance_dropped"] = len(chosen) - keep
     audit = audit_rows(rows, seed=seed)
-    log.info("real-fake set %s (fakes: %s)\n%s", final.name, spec["fakes"], format_audit(audit))
     seconds = time.perf_counter() - started
     provenance = {
         "key": final.name, **spec,
@@ -196,4 +200,4 @@ def build_from_config(cfg, role: str = "intermediate") -> Path:
         num_examples=int(task.train_size) + int(task.eval_size or 0),
         num_fakes=int(task.num_fakes), seed=int(seed), cache_dir=Path(cfg.paths.cache_dir),
         words_max=int(task.words_max), words_min=int(task.words_min),
-        device=torch_device(cfg.trainer.accelerator), fakes=fakes, adversarial_filter=filtering)
+        device=torch_device(cfg.trainer.accelerator), fakes=fakes, adversarial_filter=filtering, isolate=True)
