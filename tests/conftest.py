@@ -48,3 +48,14 @@ def cache_dir(tmp_path_factory) -> Path:
 # Small enough to train in seconds on 2 CPU cores with the real MiniLM.
 TINY = ["target.train_size=32", "target.eval_size=32", "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false", "data.batch_size=16"]
+
+
+def spy_stages(monkeypatch, spy) -> None:
+    """Route every stage's train_stage call, the target's (pipeline) and an in-process intermediate's
+    (intermediate_stage), through spy(real_train_stage, **kwargs). A stage trained in a child process
+    (trainer.isolate_intermediate) is out of reach, so spying tests keep it in this one."""
+    from stilts_lab import intermediate_stage, pipeline
+
+    real = pipeline.train_stage
+    for module in (pipeline, intermediate_stage):
+        monkeypatch.setattr(module, "train_stage", lambda **kw: spy(real, **kw))

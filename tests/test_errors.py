@@ -9,7 +9,7 @@ import pytest
 from stilts_lab.data.tasks import load_task
 from stilts_lab.errors import ConfigError, DataError
 from stilts_lab.pipeline import run
-from tests.conftest import REPO, TINY, compose_config
+from tests.conftest import REPO, TINY, compose_config, spy_stages
 
 
 def cli(args, env_data_dir, tmp_path):
@@ -85,7 +85,6 @@ def test_failed_target_keeps_the_intermediate_checkpoint(tmp_path, data_dir, mon
     checkpoint from another test can stand in for it."""
     import json
 
-    import stilts_lab.pipeline as pipeline
     from stilts_lab.results import METRICS_FILE
     cache = tmp_path / "cache"
     broken = fake_rte_root(tmp_path, data_dir, lambda lines: lines[:2] + ["x\ty\tz\tmaybe\n"] + lines[2:])
@@ -98,8 +97,8 @@ def test_failed_target_keeps_the_intermediate_checkpoint(tmp_path, data_dir, mon
     ckpt = Path(failed["intermediate_checkpoint"]["path"])
     assert (ckpt / "stage_metrics.json").is_file() and ckpt.parent == cache / "intermediate"
 
-    real_train, stages = pipeline.train_stage, []
-    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: stages.append(kw["task"]["name"]) or real_train(**kw))
+    stages = []
+    spy_stages(monkeypatch, lambda real, **kw: stages.append(kw["task"]["name"]) or real(**kw))
     fixed = run(compose_config(overrides, data_dir=data_dir, cache_dir=cache, output_dir=tmp_path / "b"))
     assert stages == ["rte"], "the intermediate stage was trained again"
     assert fixed["status"] != "failed" and Path(fixed["intermediate_checkpoint"]["path"]) == ckpt

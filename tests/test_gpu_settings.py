@@ -12,7 +12,7 @@ from stilts_lab.models.encoder import SHAPES, load_tokenizer, resolve_pretrained
 from stilts_lab.models.optim import StepGuard, adamw
 from stilts_lab.pipeline import run
 from stilts_lab.results import METRICS_FILE
-from tests.conftest import compose_config
+from tests.conftest import compose_config, spy_stages
 
 GPU_ON_CPU = ["trainer=gpu", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
 TINY_RTE = ["target=rte", "target.train_size=32", "target.eval_size=16", "trainer.max_epochs=1",
@@ -22,14 +22,13 @@ TINY_RTE = ["target=rte", "target.train_size=32", "target.eval_size=16", "traine
 @pytest.fixture
 def stage_results(monkeypatch):
     """What pipeline.run's stages returned (module, data), for assertions on the trained module itself."""
-    import stilts_lab.pipeline as pipeline
-    results, real_train = [], pipeline.train_stage
+    results = []
 
-    def keep(**kw):
-        results.append(real_train(**kw))
+    def keep(real, **kw):
+        results.append(real(**kw))
         return results[-1]
 
-    monkeypatch.setattr(pipeline, "train_stage", keep)
+    spy_stages(monkeypatch, keep)
     return results
 
 

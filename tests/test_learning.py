@@ -25,12 +25,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import stilts_lab.pipeline as pipeline
 import stilts_lab.stage as stage
 from stilts_lab.devices import cpu_precision, native_bf16
 from stilts_lab.pipeline import run
 from stilts_lab.results import METRICS_FILE
-from tests.conftest import compose_config
+from tests.conftest import compose_config, spy_stages
 
 NOUNS = ["movie", "soup", "train", "garden", "teacher", "bridge", "song", "river", "phone", "chair",
          "story", "engine", "city", "coffee", "window", "doctor", "market", "bicycle", "painting", "storm"]
@@ -83,7 +82,7 @@ def test_minilm_learns_a_task_it_can_learn(tmp_path, cache_dir, monkeypatch):
                          cache_dir=cache_dir, output_dir=tmp_path / "out")
     # Spies, not mocks: the real functions run; the test keeps the weights before and after.
     before, trained = {}, []
-    real_load, real_train = stage.load_head_model, pipeline.train_stage
+    real_load = stage.load_head_model
 
     def load_head_model(*args, **kwargs):
         model = real_load(*args, **kwargs)
@@ -91,7 +90,7 @@ def test_minilm_learns_a_task_it_can_learn(tmp_path, cache_dir, monkeypatch):
         return model
 
     monkeypatch.setattr(stage, "load_head_model", load_head_model)
-    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: trained.append(real_train(**kw)) or trained[-1])
+    spy_stages(monkeypatch, lambda real, **kw: trained.append(real(**kw)) or trained[-1])
     run(cfg)
 
     m = json.loads((tmp_path / "out" / METRICS_FILE).read_text())

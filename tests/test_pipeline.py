@@ -2,10 +2,11 @@
 import json
 
 import pytest
+import torch
 
 from stilts_lab.pipeline import COMPLETE_FILE, run
 from stilts_lab.results import METRICS_FILE
-from tests.conftest import TINY, compose_config
+from tests.conftest import TINY, compose_config, spy_stages
 
 REALFAKE_TINY = ["intermediate=realfake", "intermediate.train_size=8", "intermediate.eval_size=4",
                  "intermediate.max_epochs=1", "intermediate.batch_size=4",
@@ -21,9 +22,8 @@ def test_vanilla_run_writes_metrics(tmp_path, data_dir, cache_dir, monkeypatch):
     cfg = compose_config(["+experiment=vanilla_rte"] + TINY, data_dir=data_dir, cache_dir=cache_dir,
                          output_dir=tmp_path)
     # A spy: the real stage runs; the test keeps the labels it trained and scored on.
-    import stilts_lab.pipeline as pipeline
-    real_train, results = pipeline.train_stage, []
-    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: results.append(real_train(**kw)) or results[-1])
+    results = []
+    spy_stages(monkeypatch, lambda real, **kw: results.append(real(**kw)) or results[-1])
     run(cfg)
     m = json.loads((tmp_path / METRICS_FILE).read_text())
     assert REQUIRED <= m.keys()
@@ -54,14 +54,39 @@ def test_realfake_to_rte_trains_intermediate_once(tmp_path, data_dir, cache_dir,
     assert (__import__("pathlib").Path(ckpt["path"]) / "config.json").is_file()
 
     # A second trial (another target seed) must reuse the checkpoint: neither build nor train again.
-    import stilts_lab.pipeline as pipeline
     import stilts_lab.synth.realfake as realfake
     monkeypatch.setattr(realfake, "_build", lambda *a, **k: pytest.fail("rebuilt real-fake data"))
-    real_train = pipeline.train_stage
     calls = []
-    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: calls.append(kw["task"]["name"]) or real_train(**kw))
+    spy_stages(monkeypatch, lambda real, **kw: calls.append(kw["task"]["name"]) or real(**kw))
     run(compose_config(overrides + ["seed=7"], data_dir=data_dir, cache_dir=cache_dir, output_dir=tmp_path / "b"))
     second = json.loads((tmp_path / "b" / METRICS_FILE).read_text())
     assert calls == ["rte"]
     assert second["intermediate_checkpoint"] == ckpt
     assert second["config_hash"] != first["config_hash"]
+
+
+@pytest.mark.slow
+def test_isolated_intermediate_stage_saves_the_same_checkpoint(tmp_path, data_dir):
+    """trainer.isolate_intermediate (make run's setting) trains the stage in a child process: the
+    checkpoint, its record and the trial's score are those of training in this process."""
+    import pathlib
+
+    from safetensors.torch import load_file
+
+    overrides = ["intermediate=copa", "intermediate.train_size=16", "intermediate.eval_size=8", "intermediate.max_steps=2",
+                 "intermediate.batch_size=8", "trainer.num_threads=1"] + TINY
+    metrics, weights = {}, {}
+    for isolate in (True, False):
+        out = tmp_path / str(isolate)
+        run(compose_config(overrides + [f"trainer.isolate_intermediate={str(isolate).lower()}"], data_dir=data_dir,
+                           cache_dir=tmp_path / f"cache-{isolate}", output_dir=out))
+        metrics[isolate] = json.loads((out / METRICS_FILE).read_text())
+        path = pathlib.Path(metrics[isolate]["intermediate_checkpoint"]["path"])
+        weights[isolate] = load_file(path / "model.safetensors")
+        stage = json.loads((path / COMPLETE_FILE).read_text())
+        metrics[isolate]["stage"] = {k: stage[k] for k in ("dev_metric_per_epoch", "train_examples", "files")}
+    assert metrics[True]["intermediate_checkpoint"]["key"] == metrics[False]["intermediate_checkpoint"]["key"]
+    assert metrics[True]["stage"] == metrics[False]["stage"]
+    assert metrics[True]["dev_metric_per_epoch"] == metrics[False]["dev_metric_per_epoch"]
+    assert weights[True].keys() == weights[False].keys()
+    assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[True])

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import stilts_lab.pipeline as pipeline
 from stilts_lab.identity import config_hash, data_hashes, intermediate_key
 from stilts_lab.errors import DivergedError
 from stilts_lab.pipeline import COMPLETE_FILE, DIVERGED_SUFFIX, intermediate_data_parts, run
 from stilts_lab.results import METRICS_FILE
-from tests.conftest import compose_config
+from tests.conftest import compose_config, spy_stages
 
 
 def copy_root(data_dir: Path, dst: Path, edit: dict[str, callable] | None = None) -> Path:
@@ -84,8 +83,7 @@ def test_diverged_intermediate_is_recorded_and_never_reused(tmp_path, data_dir, 
                  "intermediate.eval_size=8", "intermediate.max_steps=2", "intermediate.batch_size=8",
                  "intermediate.lr=1e30"]
     trained = []
-    real_train = pipeline.train_stage
-    monkeypatch.setattr(pipeline, "train_stage", lambda **kw: trained.append(kw["task"]["name"]) or real_train(**kw))
+    spy_stages(monkeypatch, lambda real, **kw: trained.append(kw["task"]["name"]) or real(**kw))
 
     def trial(seed, out):
         cfg = compose_config(overrides + [f"seed={seed}"], data_dir=data_dir, cache_dir=cache_dir, output_dir=out)

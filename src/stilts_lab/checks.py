@@ -92,6 +92,7 @@ def check_trainer(cfg: DictConfig) -> None:
     _positive(cfg, "trainer.malloc_trim_every_n_steps", allow_none=True, integer=True)
     _positive(cfg, "trainer.log_every_n_steps", integer=True)
     _boolean(cfg, "trainer.enable_progress_bar")
+    _boolean(cfg, "trainer.isolate_intermediate")
     devices = OmegaConf.select(cfg, "trainer.devices")
     if devices != 1:
         # Several devices means DDP: the length-grouped sampler is not sharded, and a re-launched rank

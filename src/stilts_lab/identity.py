@@ -24,6 +24,7 @@ NEVER_CHANGES_RESULT = (
     "paths", "hydra", "logger", "output_dir", "resume",
     "trainer.num_threads", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.pin_memory",
     "trainer.malloc_mmap_threshold", "trainer.malloc_trim_every_n_steps", "trainer.profiler",
+    "trainer.isolate_intermediate",
     "data.num_workers",
 )
 # Path keys of a task: the content of the files they name is hashed instead (see data_hashes).

@@ -56,8 +56,8 @@ def _child_setup(level: int, threads: int) -> None:
     torch.set_num_threads(threads)  # a sweep's share of the cores (trainer.num_threads), not all of them
 
 
-def run_isolated(fn, *args):
-    """fn(*args) in a spawned child process; returns its (picklable) result and raises its exception.
+def run_isolated(fn, *args, **kwargs):
+    """fn(*args, **kwargs) in a spawned child process; returns its (picklable) result and raises its exception.
 
     Whatever fn allocates (a generator's weights, oneDNN's primitive caches, the heap that sampling
     fragmented, pages pinned by small live objects that malloc_trim cannot free) goes back to the OS when
@@ -72,4 +72,4 @@ def run_isolated(fn, *args):
     init = (logging.getLogger().getEffectiveLevel(), torch.get_num_threads())
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_setup,
                              initargs=init) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(fn, *args, **kwargs).result()

@@ -12,7 +12,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,13 +20,14 @@ from stilts_lab.data.task_files import task_files
 from stilts_lab.environment import device_info, versions
 from stilts_lab.errors import DivergedError
 from stilts_lab.identity import cached_file_sha256, config_hash, data_hashes, intermediate_key
+from stilts_lab.intermediate_stage import COMPLETE_FILE, diverged_message, train_into
 from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
 from stilts_lab.resume import finished_trial, sweep_root
 from stilts_lab.results import METRICS_FILE, read_metrics, run_id, write_json_atomic
+from stilts_lab.memory import run_isolated
 from stilts_lab.stage import stage_settings, train_stage
 
 log = logging.getLogger(__name__)
-COMPLETE_FILE = "stage_metrics.json"  # written last inside the temp folder, before the rename
 SPLITS_FILE = "splits.json"           # beside metrics.json: the source rows each stage read
 DIVERGED_SUFFIX = ".diverged.json"    # <cache>/intermediate/<task>-<key>.diverged.json: a failed attempt
 
@@ -78,16 +78,6 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
-def _finite_weights(model) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _diverged_message(name: str, key: str, record: Path, when: str) -> str:
-    return (f"intermediate stage {name} (key {key}) diverged {when}: its training loss or weights went "
-            f"non-finite, so no checkpoint was saved (record: {record}). Trials that need it fail; lower "
-            f"intermediate.lr (or clip harder: trainer.gradient_clip_val), or run the command again to retry")
-
-
 def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> tuple[str, Path]:
     realfake_file = None
     if cfg.intermediate.format == "realfake":
@@ -112,7 +102,7 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
         record = root / f"{final.name}{DIVERGED_SUFFIX}"
         earlier = read_metrics(record) if record.is_file() else None
         if earlier is not None and earlier.get("run_id") == run_id():  # this command already tried
-            raise DivergedError(_diverged_message(name, key, record, "earlier in this command"))
+            raise DivergedError(diverged_message(name, key, record, "earlier in this command"))
         if earlier is not None:
             log.warning("intermediate stage %s diverged in an earlier command (%s); trying again", name, record)
         # Holding the lock, no one else writes this key: temp folders left by killed jobs are garbage.
@@ -120,40 +110,25 @@ def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> 
             shutil.rmtree(stale, ignore_errors=True)
         tmp = root / f".{final.name}.tmp-{os.getpid()}"
         log.info("training intermediate stage %s -> %s", name, final)
-        result = train_stage(
+        stage = dict(
             task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
-            tokenizer=tokenizer, settings=stage_settings(cfg, "intermediate"),
+            settings=stage_settings(cfg, "intermediate"),
             # one carve per file for both stages: under the intermediate's own seed, a task sharing
             # the target's file (hellaswag_p -> hellaswag) would train on the target's dev rows
-            trainer_cfg=cfg.trainer, seed=int(cfg.intermediate.seed), split_seed=int(cfg.data.split_seed),
-            data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
-            log_dir=output_dir(cfg) / "logs" / "intermediate", logger_cfg=cfg.get("logger"),
-            metrics_file=output_dir(cfg) / METRICS_FILE,
-            random_init=bool(cfg.model.random_init), realfake_file=realfake_file,
-            num_workers=int(cfg.data.num_workers))
-        stage_info = {
-            "key": key, "task": name, "dev_metric_per_epoch": [h[result.module.main_metric] for h in result.module.dev_history],
-            "metric_name": result.module.main_metric, "best_dev_metric": result.module.best_dev,
-            "trivial_baseline": result.baseline, "diverged": result.module.diverged,
-            "train_examples": len(result.data.train_set), "eval_examples": len(result.data.eval_set),
-            "fit_seconds": result.fit_seconds, "realfake_file": str(realfake_file) if realfake_file else None,
-            "splits": result.data.splits}
-        finite = _finite_weights(result.module.model)
-        if result.module.diverged or not finite:
-            write_json_atomic(record, stage_info | {"diverged": True, "nonfinite_loss": bool(result.module.diverged),
-                                                    "finite_weights": finite, "run_id": run_id()})
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DivergedError(_diverged_message(name, key, record, "while training"))
-        # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
-        result.module.model.base_model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        OmegaConf.save(cfg.intermediate, tmp / "stage.yaml", resolve=True)
-        stage_info["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json_atomic(tmp / COMPLETE_FILE, stage_info)
+            trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True), seed=int(cfg.intermediate.seed),
+            split_seed=int(cfg.data.split_seed), data_dir=abspath(cfg.paths.data_dir),
+            cache_dir=abspath(cfg.paths.cache_dir), log_dir=output_dir(cfg) / "logs" / "intermediate",
+            logger_cfg=OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None,
+            metrics_file=output_dir(cfg) / METRICS_FILE, random_init=bool(cfg.model.random_init),
+            realfake_file=realfake_file, num_workers=int(cfg.data.num_workers))
+        kwargs = dict(key=key, record=record, run_id=run_id(), tokenizer=tokenizer, stage=stage)
+        # In a child, the stage's heap (~1 GB that glibc keeps after training) leaves with it.
+        info = (run_isolated(train_into, tmp, **kwargs) if cfg.trainer.get("isolate_intermediate")
+                else train_into(tmp, **kwargs))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         record.unlink(missing_ok=True)
-        log.info("intermediate %s: best dev %s %.4f", name, result.module.main_metric, result.module.best_dev or 0)
+        log.info("intermediate %s: best dev %s %.4f", name, info["metric_name"], info["best_dev_metric"] or 0)
     return key, final
 
 
