@@ -308,7 +308,7 @@ def test_max_call_tokens_bounds_each_call_and_keeps_uncapped_calls_as_they_were(
 
     spec = lambda cfg: spec_key(build_spec(gen_cfg=cfg, sources=[WIKI], num_examples=8, num_fakes=3, seed=0))
     uncapped = {k: v for k, v in GEN_CFG.items() if k != "max_call_tokens"}  # the config before the cap
-    assert GEN_CFG["max_call_tokens"] == 20_000  # the shipped default caps, so its builds have new keys...
+    assert GEN_CFG["max_call_tokens"] == 10_000  # the shipped default caps, so its builds have new keys...
     assert spec(GEN_CFG) != spec(uncapped) != spec({**GEN_CFG, "max_call_tokens": 200_000})
     assert spec({**GEN_CFG, "max_call_tokens": None}) == spec(uncapped)  # ...and null rebuilds the old ones
     with pytest.raises(ConfigError, match=r"^generator.max_call_tokens=0 is impossible"):
