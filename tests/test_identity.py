@@ -20,7 +20,7 @@ PROBES = {
     "trainer.malloc_mmap_threshold": ("trainer.malloc_mmap_threshold", 1048576),
     "trainer.malloc_trim_every_n_steps": ("trainer.malloc_trim_every_n_steps", 10),
     "trainer.profiler": ("trainer.profiler", "simple"), "data.num_workers": ("data.num_workers", 2),
-    "trainer.isolate_intermediate": ("trainer.isolate_intermediate", False),
+    "trainer.isolate_intermediate": ("trainer.isolate_intermediate", True),
 }
 BASE = ["intermediate=socialiqa", "seed=3"]
 

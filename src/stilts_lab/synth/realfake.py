@@ -60,7 +60,10 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
     with FileLock(str(final) + ".lock"):
         if not final.is_dir():  # another process may have built it while we waited
             args = (final, spec, dict(gen_cfg), sources, Path(cache_dir), device)
-            run_isolated(_build, *args) if isolate else _build(*args)
+            if isolate:
+                run_isolated(_build, *args)
+            else:
+                _build(*args)
             audit = json.loads((final / PROVENANCE_FILE).read_text(encoding="utf-8"))["audit"]
             log.info("real-fake set %s (fakes: %s)\n%s", final.name, spec["fakes"], format_audit(audit))
     return final
