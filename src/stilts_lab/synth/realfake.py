@@ -61,10 +61,10 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
         if not final.is_dir():  # another process may have built it while we waited
             args = (final, spec, dict(gen_cfg), sources, Path(cache_dir), device)
             if isolate:
-                run_isolated(_build, *args)
+                audit = run_isolated(_build, *args)
             else:
-                _build(*args)
-            audit = json.loads((final / PROVENANCE_FILE).read_text(encoding="utf-8"))["audit"]
+                audit = _build(*args)
+                release_freed_memory()  # the generator left with _build's locals: its heap goes back too
             log.info("real-fake set %s (fakes: %s)\n%s", final.name, spec["fakes"], format_audit(audit))
     return final
 
@@ -88,7 +88,8 @@ def _choose(spec: dict, sources: list[Path]) -> tuple[list[Sentence], list[Sente
     return candidates[:n], candidates[n:], labels, keep
 
 
-def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache_dir: Path, device: str) -> None:
+def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache_dir: Path, device: str) -> dict:
+    """Write the set into `final`; returns its audit (for the caller's log: a child's log is not Hydra's)."""
     started = time.perf_counter()
     seed, k = spec["seed"], spec["num_fakes"]
     chosen, spares, labels, keep = _choose(spec, sources)
@@ -98,7 +99,6 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
         timing = {"setup_seconds": round(time.perf_counter() - started, 2)}
     else:
         chosen, fakes, timing, extra = _generate(spec, gen_cfg, chosen, spares, labels, cache_dir, device, counts)
-        release_freed_memory()  # the generator is gone with _generate's locals: its heap goes back too
     rows = [dict(row, source=s.source)
             for row, s in zip(assemble([s.prompt for s in chosen], [s.ending for s in chosen], fakes, labels), chosen)]
     if spec["fakes"] == "controlled":
@@ -116,6 +116,7 @@ def _build(final: Path, spec: dict, gen_cfg: Mapping, sources: list[Path], cache
     if "generator" in spec:
         provenance["generator"] = {**spec["generator"], "embedded_package": gen_cfg.get("embedded_package")}
     _write_set(final, rows, provenance)
+    return audit
 
 
 def _generate(spec, gen_cfg, chosen, spares, labels, cache_dir, device, counts) -> tuple[list, list, dict, dict]:
