@@ -67,12 +67,16 @@ transfer-small: setup  ## vanilla + cola, mrpc, hellaswag_p into rte and copa (3
 # starting point on every target are computed (training the intermediates) and written under docs/
 # BEFORE any target trial runs; then the 198 trials (resumable), the report, and its results.csv to docs/.
 VERDICT := docs/verdict_matrix
+# The decomposition's questions as paired contrasts: coherence only, endings only (against the full task
+# and against HellaSwag-p), the paper's fakes against the filtered ones.
+DECOMPOSITION := --contrast realfake_swapped:realfake --contrast realfake_p:realfake \
+	--contrast realfake_p:hellaswag_p --contrast realfake_paper:realfake
 verdict-matrix: setup  ## 6 arms x 2 intermediate seeds into RTE, WiC, SocialIQA, 6 cells each; predictions first (CPU, many hours)
 	test -f $(VERDICT)/transfer_estimates.csv || $(PY) -m stilts_lab.transfer estimate +experiment=verdict_matrix $(ARGS) \
 		--max-examples 400 --out $(VERDICT)/transfer_estimates.csv
 	$(STILTS) +experiment=verdict_matrix hydra.sweep.dir=multirun/verdict_matrix $(ARGS)
 	cp $(VERDICT)/transfer_estimates.csv multirun/verdict_matrix/
-	$(PY) -m stilts_lab.report multirun/verdict_matrix --out $(VERDICT)
+	$(PY) -m stilts_lab.report multirun/verdict_matrix --out $(VERDICT) $(DECOMPOSITION)
 
 bench: setup
 	$(PY) bench/builder_throughput.py

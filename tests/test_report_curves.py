@@ -3,6 +3,7 @@ synthetic sweeps whose answers are known by construction (no training)."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,37 @@ def test_trials_cost_is_the_target_stage_as_the_estimate_command_counts_it(matri
     estimates = (tmp_path / "out" / "summary.md").read_text().split("## Transferability estimates")[1]
     logme = next(line for line in estimates.splitlines() if line.startswith("| rte | LogME |"))
     assert logme.rstrip(" |").endswith(f"| {3.0 * (len(paths) - 1) + 1.0:.1f}")
+
+
+def test_contrasts_pair_two_intermediate_arms_cell_by_cell(matrix_sweep, tmp_path):
+    """--contrast A:B: A minus B per target over the cells both filled; against vanilla it gives the
+    transfer matrix's own figures, interval included."""
+    out = tmp_path / "out"
+    written = write_report([matrix_sweep], out, contrasts=["realfake:hellaswag", "swag:vanilla"])
+    assert "contrasts.csv" in written
+    table = pd.read_csv(out / "contrasts.csv")
+    assert len(table) == 4  # 2 contrasts x 2 targets
+    for r in table.itertuples():
+        b_shift = 0.0 if r.b == "none" else SHIFTS[r.b, r.target]
+        assert r.delta_mean == pytest.approx(SHIFTS[r.a, r.target] - b_shift)
+        assert r.mean_paired_delta == pytest.approx(SHIFTS[r.a, r.target] - b_shift)
+        assert r.pairs == 4  # realfake's 2 seeds fill the same 4 cells: averaged, not 8 pairs
+    cells = pd.read_csv(out / "transfer_matrix.csv").set_index(["intermediate", "target"])
+    for r in table[table["b"] == "none"].itertuples():
+        for column in ("delta_mean", "delta_mean_low", "delta_mean_high", "delta_max_low"):
+            assert getattr(r, column) == pytest.approx(cells.at[("swag", r.target), column])
+    section = (out / "summary.md").read_text().split("## Contrasts between intermediate arms")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| cola | realfake | hellaswag |"))
+    assert "| -0.5000 [" in row and "| 4 |" in row
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("realfak:hellaswag", r"--contrast realfak:hellaswag: no trials of 'realfak' in these sweeps \(intermediates found: hellaswag, none, realfake, swag\)"),
+    ("realfake", r"expected two intermediate names as A:B"),
+    ("swag:swag", r"an arm against itself"),
+])
+def test_a_bad_contrast_is_one_error_before_anything_is_written(matrix_sweep, tmp_path, capsys, spec, message):
+    from stilts_lab.report import main
+    assert main([str(matrix_sweep), "--out", str(tmp_path / "out"), "--contrast", spec]) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out" / "results.csv").exists()

@@ -1,4 +1,4 @@
-"""The command line: python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY]."""
+"""The command line: python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY] [--contrast A:B ...]."""
 from __future__ import annotations
 
 import argparse
@@ -17,9 +17,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories, searched recursively")
     parser.add_argument("--out", type=Path, help="output directory (default: FIRST_DIR/report)")
     parser.add_argument("--factor", help="config key to plot against, e.g. intermediate.train_size")
+    parser.add_argument("--contrast", action="append", default=[], metavar="A:B",
+                        help="intermediate arm A against arm B, paired over the grid cells both filled, "
+                             "e.g. realfake_swapped:realfake (repeatable; 'vanilla' names no intermediate stage)")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.dirs, args.out, args.factor)
+        written = write_report(args.dirs, args.out, args.factor, args.contrast)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

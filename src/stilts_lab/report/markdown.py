@@ -44,6 +44,21 @@ def _row(show: bool, r: dict, cells: list) -> list:
     return [arm_label(r["intermediate"])] + ([r["settings"] or "-"] if show else []) + cells
 
 
+DELTA_HEADER = ["Δ mean [95% CI]", "Δ max [95% CI]", "pairs", "mean paired Δ", "Wilcoxon p", "paired t p"]
+
+
+def _delta_cells(r: dict) -> list:
+    """A comparison's cells under DELTA_HEADER (tables.delta's figures)."""
+    t = r["paired"]
+    if r.get("no_delta"):
+        mean_cell = max_cell = f"n/a ({r['no_delta']})"
+    else:
+        mean_cell = f"{_num(r['delta_mean'])} {_ci(r['delta_mean_ci'])}"
+        max_cell = f"{_num(r['delta_max'])} {_ci(r['delta_max_ci'])}"
+    return [mean_cell, max_cell, t.pairs, _num(t.mean_diff), _p(t.wilcoxon_p, t.wilcoxon_note),
+            _p(t.ttest_p, t.ttest_note)]
+
+
 def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFrame,
                    dirs: Sequence[Path], factor: str | None = None,
                    factors: pd.DataFrame | None = None, appendix: Sequence[str] = ()) -> str:
@@ -87,19 +102,8 @@ def render_summary(df: pd.DataFrame, arms: pd.DataFrame, comparisons: pd.DataFra
         comp = mine(comparisons)
         if comp:
             lines += ["", f"### Against vanilla (difference in dev {metric})", ""]
-            rows = []
-            for r in comp:
-                t = r["paired"]
-                if r["no_delta"]:
-                    mean_cell = max_cell = f"n/a ({r['no_delta']})"
-                else:
-                    mean_cell = f"{_num(r['delta_mean'])} {_ci(r['delta_mean_ci'])}"
-                    max_cell = f"{_num(r['delta_max'])} {_ci(r['delta_max_ci'])}"
-                rows.append(_row(show, r, [mean_cell, max_cell, t.pairs, _num(t.mean_diff),
-                                           _p(t.wilcoxon_p, t.wilcoxon_note), _p(t.ttest_p, t.ttest_note)]))
-            lines += _md_table(_with_settings(show, ["intermediate", "Δ mean [95% CI]", "Δ max [95% CI]",
-                                                     "pairs", "mean paired Δ", "Wilcoxon p", "paired t p"]),
-                               rows)
+            lines += _md_table(_with_settings(show, ["intermediate"] + DELTA_HEADER),
+                               (_row(show, r, _delta_cells(r)) for r in comp))
 
         ft = mine(factors) if factors is not None else []
         if ft:
@@ -167,6 +171,22 @@ def matrix_section(cells: pd.DataFrame) -> list[str]:
         lines += _md_table(["intermediate"] + list(table.columns),
                            ([row] + [text.get((row, c), "-") for c in table.columns] for row in table.index))
     return lines
+
+
+def contrast_section(table: pd.DataFrame) -> list[str]:
+    """`--contrast A:B`: A minus B per target, paired over the cells both filled."""
+    if table.empty:
+        return []
+    lines = ["", "## Contrasts between intermediate arms (A minus B)", "",
+             "Per target, in its metric's units; intervals two-level over intermediate seeds where an arm "
+             "has several; pairs are the grid cells both arms filled (a cell's score: the mean over the "
+             "arm's intermediate seeds). Δ > 0 favours A.", ""]
+    show = bool((table["a_settings"].astype(bool) | table["b_settings"].astype(bool)).any())
+    return lines + _md_table(
+        ["target", "A", "B"] + DELTA_HEADER,
+        ([r["target"] + (f" ({r['model']})" if table["model"].nunique() > 1 else ""),
+          arm_label(r["a"], r["a_settings"] if show else ""), arm_label(r["b"], r["b_settings"] if show else "")]
+         + _delta_cells(r) for r in table.to_dict("records")))
 
 
 def prediction_section(predictions: pd.DataFrame, trial_seconds: dict) -> list[str]:

@@ -23,7 +23,7 @@ def seed_groups(arm: pd.DataFrame) -> list[np.ndarray]:
 
 
 def delta_ci(arm: pd.DataFrame, vanilla: pd.DataFrame, statistic: str):
-    """Δ's interval: the two-level bootstrap when the arm pools several intermediate seeds,
+    """Δ's interval: the two-level bootstrap when either arm pools several intermediate seeds,
     the plain one otherwise (the same numbers as before seeds were an axis)."""
     a, v = seed_groups(arm), seed_groups(vanilla)
     if len(a) > 1 or len(v) > 1:
@@ -68,25 +68,30 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
             row = dict(model=model, target=target, intermediate=name, settings=_first(arm_all, "settings"),
                        arm=key, metric_name=", ".join(sorted(set(section["metric_name"].dropna()))),
                        intermediate_seeds=int(arm["intermediate_seed"].nunique()), no_delta="")
-            a, v = arm[SCORE].to_numpy(float), vanilla[SCORE].to_numpy(float)
-            if len(a) and len(v):
-                row.update(delta_mean=a.mean() - v.mean(), delta_max=a.max() - v.max())
-                row["delta_mean_ci"] = delta_ci(arm, vanilla, "mean")
-                row["delta_max_ci"] = delta_ci(arm, vanilla, "max")
-            elif not len(a):
+            row.update(delta(arm, vanilla))
+            if not len(arm):
                 row["no_delta"] = "no scored trials"
-            elif (section["arm"] == _first(arm_all, "vanilla_arm")).any():
-                row["no_delta"] = "no scored vanilla trials"
-            else:
-                row["no_delta"] = "no vanilla arm with these settings"
-            # Pairs fill the same grid cell. A cell with several trials of one arm (a re-run that
-            # differs only in settings that do not change results) contributes their mean.
-            cells = pd.concat([arm.groupby("cell")[SCORE].mean().rename("arm"),
-                               vanilla.groupby("cell")[SCORE].mean().rename("vanilla")],
-                              axis=1, join="inner")
-            row["paired"] = paired_tests((cells["arm"] - cells["vanilla"]).to_numpy(float))
+            elif not len(vanilla):
+                row["no_delta"] = ("no scored vanilla trials" if (section["arm"] == _first(arm_all, "vanilla_arm")).any()
+                                   else "no vanilla arm with these settings")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def delta(arm: pd.DataFrame, other: pd.DataFrame) -> dict:
+    """`arm` against `other` (scored trials of each): delta_mean, delta_max and their intervals
+    when both have trials, and `paired`, the tests over the grid cells both filled."""
+    out = {}
+    a, b = arm[SCORE].to_numpy(float), other[SCORE].to_numpy(float)
+    if len(a) and len(b):
+        out.update(delta_mean=a.mean() - b.mean(), delta_max=a.max() - b.max(),
+                   delta_mean_ci=delta_ci(arm, other, "mean"), delta_max_ci=delta_ci(arm, other, "max"))
+    # Pairs fill the same grid cell. A cell with several trials of one arm (a re-run that differs
+    # only in settings that do not change results, or the arm's intermediate seeds) contributes their mean.
+    cells = pd.concat([arm.groupby("cell")[SCORE].mean().rename("arm"),
+                       other.groupby("cell")[SCORE].mean().rename("other")], axis=1, join="inner")
+    out["paired"] = paired_tests((cells["arm"] - cells["other"]).to_numpy(float))
+    return out
 
 
 def factor_column(df: pd.DataFrame, key: str) -> str:

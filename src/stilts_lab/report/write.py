@@ -7,8 +7,10 @@ from typing import Sequence
 
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.collect import collect_trials, metric_names, sections
+from stilts_lab.report.contrasts import CONTRASTS_FILE, contrast_table, flat
 from stilts_lab.report.curves import curve_table
-from stilts_lab.report.markdown import curve_section, matrix_section, prediction_section, render_summary
+from stilts_lab.report.markdown import (contrast_section, curve_section, matrix_section, prediction_section,
+                                        render_summary)
 from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
 from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
                                      plot_tuning_curves, plot_violins)
@@ -25,8 +27,9 @@ def _slug(text: str) -> str:
 
 
 def write_report(dirs: Sequence[Path], out: Path | None = None,
-                 factor: str | None = None) -> dict[str, Path]:
-    """Write results.csv, summary.md and the plots into `out`; returns {file name: path}."""
+                 factor: str | None = None, contrasts: Sequence[str] = ()) -> dict[str, Path]:
+    """Write results.csv, summary.md and the plots into `out`; returns {file name: path}.
+    `contrasts`: "A:B" specs, each intermediate arm A against arm B (contrasts.py)."""
     dirs = [Path(d) for d in dirs]
     df = collect_trials(dirs)
     if df.empty:
@@ -42,6 +45,8 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
 
     factors = factor_table(df, factor) if factor else None
     arms, comparisons = arm_table(df), comparison_table(df)
+    # before anything is written: a misspelt contrast is an error, not a missing section
+    versus = contrast_table(df, contrasts)
     df.drop(columns=INTERNAL).to_csv(out / "results.csv", index=False)
     keep(out / "results.csv")
     # Curves, matrix and estimates are computed from the same trials (df) that results.csv holds.
@@ -49,8 +54,11 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
     estimates = read_estimates(dirs)
     points = candidates(comparisons, estimates) if estimates is not None else None
     predictions = prediction_table(points) if points is not None else None
-    appendix = curve_section(curves) + matrix_section(cells) + (
+    appendix = curve_section(curves) + matrix_section(cells) + contrast_section(versus) + (
         prediction_section(predictions, trial_seconds(df)) if predictions is not None else [])
+    if not versus.empty:
+        flat(versus).to_csv(out / CONTRASTS_FILE, index=False)
+        keep(out / CONTRASTS_FILE)
     if not cells.empty:
         cells.to_csv(out / MATRIX_FILE, index=False)
         keep(out / MATRIX_FILE)
