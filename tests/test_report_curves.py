@@ -12,7 +12,7 @@ import pytest
 
 from stilts_lab.report import write_report
 from stilts_lab.report.curves import tuning_curve
-from stilts_lab.report.predict import ndcg, regret_at, spearman
+from stilts_lab.report.predict import ndcg, regret_at, spearman, top_pick
 from stilts_lab.report.stats import between_seed_share, two_level_delta_ci
 from tests.test_report import CELLS, write_trial
 
@@ -63,6 +63,11 @@ def test_prediction_statistics_hand_computed():
     assert regret_at(1, predicted, realised) == pytest.approx((0.3 - 0.1) / 0.3)
     assert regret_at(3, predicted, realised) == 0.0
     assert regret_at(1, realised, realised) == 0.0 and ndcg(realised, realised) == pytest.approx(1.0)
+    assert top_pick(predicted, realised) == (0, 1, pytest.approx(0.2))
+    # No intermediate stage (Δ = 0) is best: Regret@1 is undefined, the pick's shortfall is not.
+    no_stage_best = np.array([-0.1, 0.0, -0.2])
+    assert regret_at(1, predicted, no_stage_best) is None
+    assert top_pick(predicted, no_stage_best) == (0, 1, pytest.approx(0.1))
 
 
 @pytest.fixture
@@ -129,8 +134,11 @@ def test_report_curves_matrix_and_estimates(matrix_sweep, tmp_path):
     hscore = next(line for line in estimates.splitlines() if line.startswith("| rte | HScore |"))
     # LogME ranks the 4 candidates (vanilla 0, realfake +0.1, hellaswag 0, swag -0.1) with ties
     # apart: rho 0.9487, NDCG 1, no regret; HScore the reverse: rho -0.9487, Regret@1 = 2.
-    assert "| 4 | 0.9487 | 1.0000 | 0.0000 | 0.0000 | 9.5 |" in logme
+    assert "| 4 | 0.9487 | 1.0000 | 0.0000 | 0.0000 | realfake (+0.1000) | realfake (+0.1000) | 0.0000 | 9.5 |" in logme
     assert "| 4 | -0.9487 |" in hscore and "| 2.0000 |" in hscore
+    assert "| swag (-0.1000) | realfake (+0.1000) | 0.2000 |" in hscore
+    picks = pd.read_csv(tmp_path / "out" / "predictions.csv").set_index("estimator")
+    assert picks.at["HScore", "picked"] == "swag" and picks.at["HScore", "shortfall"] == pytest.approx(0.2)
 
 
 def test_trials_cost_is_the_target_stage_as_the_estimate_command_counts_it(matrix_sweep, tmp_path):

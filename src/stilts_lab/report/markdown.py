@@ -195,13 +195,16 @@ def prediction_section(predictions: pd.DataFrame, trial_seconds: dict) -> list[s
         return []
     lines = ["", "## Transferability estimates against realised Δ mean", "",
              "Spearman's ρ (score vs Δ mean), NDCG (gain: Δ mean minus the target's smallest), "
-             "Regret@k ((best Δ − best Δ among the top k scored) / |best Δ|); `estimate s`: what the "
+             "Regret@k ((best Δ − best Δ among the top k scored) / |best Δ|); `picked`: the top-scored "
+             "candidate and its Δ mean, against the realised `best`; `shortfall`: best Δ − picked Δ, in the "
+             "metric's units (0: the estimator picked the best); `estimate s`: what the "
              "estimates of the target's candidates cost (encoding and fitting), against `trials s`: "
              "what the target's trials cost (their target stages' fit_seconds), the cost they would save.", ""]
     lines += _md_table(["target", "estimator", "candidates", "Spearman ρ", "NDCG", "Regret@1", "Regret@3",
-                        "estimate s", "trials s"],
+                        "picked (Δ)", "best (Δ)", "shortfall", "estimate s", "trials s"],
                        ([r["target"], r["estimator"], r["candidates"], _num(r["spearman"]), _num(r["ndcg"]),
-                         _num(r["regret_at_1"]), _num(r["regret_at_3"]), f"{r['seconds']:.1f}",
+                         _num(r["regret_at_1"]), _num(r["regret_at_3"]), f"{r['picked']} ({r['picked_delta']:+.4f})",
+                         f"{r['best']} ({r['best_delta']:+.4f})", _num(r["shortfall"]), f"{r['seconds']:.1f}",
                          f"{trial_seconds.get((r['model'], r['target']), float('nan')):.1f}"]
                         for r in predictions.to_dict("records")))
     return lines

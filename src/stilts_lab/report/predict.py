@@ -20,7 +20,10 @@ Per (target, estimator):
   candidate gains 0 and every gain is non-negative, as Schulte et al. 2024 take the realised
   performance as the relevance; discount 1/log2(rank + 1);
 - Regret@k for k = 1, 3: (best realised Δ - best realised Δ among the k highest scored) /
-  |best realised Δ|; 0 when the estimator's top k hold the best candidate.
+  |best realised Δ|; 0 when the estimator's top k hold the best candidate;
+- the pick itself: the top-scored candidate against the realised best, and the shortfall, best Δ
+  minus the pick's Δ in the metric's units. It answers "would the estimator have picked the best
+  arm?" where Regret@k cannot: when no intermediate stage (Δ = 0) is best.
 Each is None (n/a) where undefined: fewer than 2 candidates, no spread, a best Δ of 0.
 """
 from __future__ import annotations
@@ -34,9 +37,10 @@ from scipy import stats
 from sklearn.metrics import ndcg_score
 
 from stilts_lab.errors import StiltsError
-from stilts_lab.report.arms import VANILLA
+from stilts_lab.report.arms import VANILLA, arm_label
 
 ESTIMATES_FILE = "transfer_estimates.csv"
+PREDICTIONS_FILE = "predictions.csv"   # the report's scores of the estimates, one row per (target, estimator)
 COLUMNS = ["intermediate", "intermediate_seed", "target", "estimator", "score", "seconds"]
 REGRET_KS = (1, 3)
 
@@ -82,6 +86,15 @@ def regret_at(k: int, predicted: np.ndarray, realised: np.ndarray) -> float | No
     return float((best - realised[top].max()) / abs(best))
 
 
+def top_pick(predicted: np.ndarray, realised: np.ndarray) -> tuple[int, int, float]:
+    """(index of the top-scored candidate, index of the realised best, best Δ - the pick's Δ);
+    ties go to the candidate listed first, as in regret_at."""
+    realised = np.asarray(realised, float)
+    pick = int(np.argsort(-np.asarray(predicted, float), kind="stable")[0])
+    best = int(np.argmax(realised))
+    return pick, best, float(realised[best] - realised[pick])
+
+
 def candidates(comparisons: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, target, estimator, candidate arm) with its `score`, realised
     `delta_mean` and `seconds` (the estimate's cost, summed over the arm's seeds)."""
@@ -110,12 +123,16 @@ def trial_seconds(trials: pd.DataFrame) -> dict:
 
 
 def prediction_table(points: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, target, estimator): candidates, Spearman, NDCG, Regret@1, Regret@3, seconds."""
+    """Per (model, target, estimator): candidates, Spearman, NDCG, Regret@1, Regret@3, the pick
+    (picked, picked_delta, best, best_delta, shortfall), seconds."""
     rows = []
     for (model, target, estimator), group in points.groupby(["model", "target", "estimator"], sort=True):
         p, r = group["score"].to_numpy(float), group["delta_mean"].to_numpy(float)
+        pick, best, shortfall = top_pick(p, r)
+        names = [arm_label(i, s) for i, s in zip(group["intermediate"], group["settings"])]
         rows.append(dict(model=model, target=target, estimator=estimator, candidates=len(group),
                          spearman=spearman(p, r), ndcg=ndcg(p, r),
                          **{f"regret_at_{k}": regret_at(k, p, r) for k in REGRET_KS},
-                         seconds=float(group["seconds"].sum())))
+                         picked=names[pick], picked_delta=r[pick], best=names[best], best_delta=r[best],
+                         shortfall=shortfall, seconds=float(group["seconds"].sum())))
     return pd.DataFrame(rows)

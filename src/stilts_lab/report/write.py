@@ -14,7 +14,7 @@ from stilts_lab.report.markdown import (contrast_section, curve_section, matrix_
 from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
 from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
                                      plot_tuning_curves, plot_violins)
-from stilts_lab.report.predict import candidates, prediction_table, read_estimates, trial_seconds
+from stilts_lab.report.predict import PREDICTIONS_FILE, candidates, prediction_table, read_estimates, trial_seconds
 from stilts_lab.report.tables import arm_table, comparison_table, factor_table
 from stilts_lab.results import METRICS_FILE
 
@@ -56,6 +56,9 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
     predictions = prediction_table(points) if points is not None else None
     appendix = curve_section(curves) + matrix_section(cells) + contrast_section(versus) + (
         prediction_section(predictions, trial_seconds(df)) if predictions is not None else [])
+    if predictions is not None and not predictions.empty:
+        predictions.to_csv(out / PREDICTIONS_FILE, index=False)
+        keep(out / PREDICTIONS_FILE)
     if not versus.empty:
         flat(versus).to_csv(out / CONTRASTS_FILE, index=False)
         keep(out / CONTRASTS_FILE)
