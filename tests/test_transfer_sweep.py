@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stilts_lab.report.predict import ndcg, regret_at, spearman
+from stilts_lab.report.predict import ndcg, regret_at, spearman, top_pick
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -130,7 +130,11 @@ def test_estimates_are_scored_against_the_realised_deltas(sweep):
             cells = [c.strip() for c in row.strip("|").split("|")]
             assert cells[2] == str(len(realised))  # candidates: vanilla and the intermediates
             assert cells[3:7] == ["n/a" if v is None else f"{v:.4f}" for v in expected]
-            assert float(cells[7]) == pytest.approx(mine["seconds"].sum(), abs=0.06)  # the estimate's cost
+            pick, best, shortfall = top_pick(p, r)
+            names = ["vanilla" if n == "none" else n for n in realised]
+            assert cells[7:10] == [f"{names[pick]} ({r[pick]:+.4f})", f"{names[best]} ({r[best]:+.4f})",
+                                   f"{shortfall:.4f}"]  # would the estimator have picked the best?
+            assert float(cells[10]) == pytest.approx(mine["seconds"].sum(), abs=0.06)  # the estimate's cost
 
 
 def test_the_estimates_cost_is_printed_against_the_trials(sweep):
