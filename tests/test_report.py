@@ -261,7 +261,7 @@ def test_older_baseline_key_is_read(tmp_path):
     for n, (seed, lr) in enumerate(CELLS):
         write_trial(tmp_path / "old" / str(n), "none", seed, lr, 0.5, baseline_key="majority_baseline")
     df = collect_trials([tmp_path / "old"])
-    assert (df["trivial_baseline"] == BASELINE).all() and df["diverged"].all()
+    assert (df["trivial_baseline"] == BASELINE).all() and df["at_baseline"].all()
 
 
 def assert_png(path: Path) -> None:

@@ -1,4 +1,8 @@
-"""The command line: python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY] [--contrast A:B ...]."""
+"""The command line:
+    python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY] [--contrast A:B ...]
+                                [--correction holm|bh] [--margin 0.01]
+    python -m stilts_lab.report plan DIR [DIR ...] --effect 0.01 --family-size M [--arms J]
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,25 +11,63 @@ from pathlib import Path
 from typing import Sequence
 
 from stilts_lab.errors import StiltsError
+from stilts_lab.report.claims import CORRECTIONS
+from stilts_lab.report.tables import MARGIN
 from stilts_lab.report.write import write_report
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"]:
+        return plan_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m stilts_lab.report",
-                                     description="Report over finished sweeps: results.csv, summary.md, "
-                                                 "violin plots, factor plots.")
-    parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories, searched recursively")
+                                     description="Report over finished sweeps: results.csv, summary.md, claims.csv, "
+                                                 "figures. `python -m stilts_lab.report plan -h` sizes a design.")
+    parser.add_argument("dirs", nargs="+", type=Path,
+                        help="sweep directories, searched recursively for metrics.json (or a report's results.csv)")
     parser.add_argument("--out", type=Path, help="output directory (default: FIRST_DIR/report)")
     parser.add_argument("--factor", help="config key to plot against, e.g. intermediate.train_size")
     parser.add_argument("--contrast", action="append", default=[], metavar="A:B",
                         help="intermediate arm A against arm B, paired over the grid cells both filled, "
                              "e.g. realfake_swapped:realfake (repeatable; 'vanilla' names no intermediate stage)")
+    parser.add_argument("--correction", choices=sorted(CORRECTIONS), default="holm",
+                        help="multiplicity correction over each family: holm (family-wise error, default) or "
+                             "bh (Benjamini-Hochberg, false discovery rate)")
+    parser.add_argument("--margin", type=_positive, default=MARGIN,
+                        help=f"equivalence margin of TOST, in the metric's units (default {MARGIN})")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.dirs, args.out, args.factor, args.contrast)
+        written = write_report(args.dirs, args.out, args.factor, args.contrast, args.correction, args.margin)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for path in written.values():
         print(f"wrote {path}")
+    return 0
+
+
+def plan_main(argv: Sequence[str]) -> int:
+    from stilts_lab.report.plan import print_plan
+    parser = argparse.ArgumentParser(prog="python -m stilts_lab.report plan",
+                                     description="The intermediate seeds and grid cells a design needs to detect an "
+                                                 "effect at 80% power after Holm over M tests, from a pilot sweep's "
+                                                 "variance components, and what each design costs in trials.")
+    parser.add_argument("dirs", nargs="+", type=Path, help="the pilot sweep (metrics.json or a report's results.csv)")
+    parser.add_argument("--effect", type=_positive, required=True, help="the Δ to detect, in the metric's units")
+    parser.add_argument("--family-size", type=int, default=None,
+                        help="tests in the family the correction covers (default: the pilot's matrix cells)")
+    parser.add_argument("--arms", type=int, default=None, help="intermediate arms per target (default: the pilot's)")
+    args = parser.parse_args(argv)
+    try:
+        print_plan(args.dirs, args.effect, args.family_size, args.arms)
+    except StiltsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0

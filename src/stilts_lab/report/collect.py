@@ -1,12 +1,16 @@
 """Collecting trials: every metrics.json under the given folders is one row, with its flattened
-config, whether it has a score, whether it diverged, and the arm it belongs to (arms.py)."""
+config, whether it has a score, whether it stayed at the trivial baseline, and the arm it belongs to (arms.py).
+A folder with no metrics.json but a results.csv (a report's own output, e.g. docs/verdict_matrix,
+where only the CSV is committed) is read back from that CSV."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
+from stilts_lab.errors import StiltsError
 from stilts_lab.report.arms import DATA_FILES, assign_arms
 from stilts_lab.results import METRICS_FILE, read_metrics
 
@@ -15,6 +19,56 @@ SCORE = "best_dev_metric"
 TRIAL_FIELDS = ["config_hash", "model", "intermediate", "target", "seed", "best_dev_metric",
                 "last_dev_metric", "metric_name", "trivial_baseline", "status", "train_seconds",
                 "fit_seconds", "examples_per_second"]
+RESULTS_FILE = "results.csv"
+# What the derived columns (scored, at_baseline) and the arms need; older results.csv files may
+# lack later TRIAL_FIELDS (fit_seconds), which stay empty as a metrics.json without them does.
+REQUIRED = ["model", "intermediate", "target", SCORE, "metric_name", "trivial_baseline", "status"]
+# Kept as text: names, and hash prefixes that may happen to look like numbers ("1234e5678901").
+TEXT_FIELDS = {"config_hash", "model", "intermediate", "target", "metric_name", "status", "path"}
+
+
+def _text(cell) -> str | None:
+    return cell if isinstance(cell, str) else None  # an empty cell read as NaN
+
+
+def _csv_value(text):
+    """One results.csv cell as metrics.json held it. to_csv wrote str(value), so literal_eval
+    reads numbers, booleans and lists back ("['a', 'b']" must label as the list did); anything
+    else (a tuple from "2.5e-5,1e-4", a quoted string) was a string all along."""
+    if not isinstance(text, str):
+        return None  # an empty cell: None (or NaN) in the original
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return float(text) if text in ("inf", "-inf") else text
+    return value if isinstance(value, (bool, int, float, list, dict)) else text
+
+
+def _read_results(path: Path) -> tuple[list[dict], list[dict]]:
+    """(rows, configs) as collect_trials builds them from metrics.json files. Only the recorded
+    columns are kept: the CSV's derived ones (scored, at_baseline or the older diverged, settings,
+    intermediate_seed) are recomputed as for any trial, never trusted."""
+    try:
+        # Everything as text first: pandas' own guesses would turn hash prefixes into numbers.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise StiltsError(f"{path}: not a readable {RESULTS_FILE} ({e})") from None
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise StiltsError(f"{path}: missing column(s) {', '.join(missing)}; expected a {RESULTS_FILE} "
+                          f"written by the report (with {', '.join(REQUIRED)})")
+    mtime = path.stat().st_mtime
+    rows, configs = [], []
+    for record in frame.to_dict("records"):
+        row = {f: (_text if f in TEXT_FIELDS else _csv_value)(record.get(f)) for f in TRIAL_FIELDS}
+        row["path"] = _text(record.get("path")) or str(path)
+        row["_mtime"] = mtime
+        row.update({c: _csv_value(record[c]) for c in frame.columns if c.startswith("hparams.")})
+        row.update({c: _text(record[c]) for c in frame.columns if c.startswith(f"{DATA_FILES}.")})
+        rows.append(row)
+        configs.append({c.removeprefix("config."): _csv_value(record[c])
+                        for c in frame.columns if c.startswith("config.")})
+    return rows, configs
 
 
 def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
@@ -22,9 +76,19 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
     file (scored: a score and not failed), the newest file only where none finished;
     df.attrs records "duplicates_dropped" and "unreadable" (files read_metrics could not parse).
     Columns: TRIAL_FIELDS, path, hparams.*, data_files.* (if recorded), config.* (flattened), the derived booleans scored (has
-    a score, not failed) and diverged, and the arm columns of arms.assign_arms."""
-    paths = sorted({p for d in dirs for p in Path(d).rglob(METRICS_FILE) if p.is_file()})
-    rows, configs, unreadable = [], [], 0
+    a score, not failed) and at_baseline (never above the trivial baseline, or a non-finite
+    loss: metrics.json's status "diverged"), and the arm columns of arms.assign_arms.
+    A folder holding no metrics.json but a results.csv at its top contributes that CSV's rows."""
+    paths, rows, configs, unreadable = set(), [], [], 0
+    for d in map(Path, dirs):
+        found = {p for p in d.rglob(METRICS_FILE) if p.is_file()}
+        if not found and (d / RESULTS_FILE).is_file():
+            # Read whole before anything is written: a report into this folder overwrites it.
+            more_rows, more_configs = _read_results(d / RESULTS_FILE)
+            rows += more_rows
+            configs += more_configs
+        paths |= found
+    paths = sorted(paths)
     for path in paths:
         metrics = read_metrics(path)  # maps older names of trivial_baseline
         if metrics is None:
@@ -57,7 +121,10 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
 
     at_or_below_baseline = df[SCORE].notna() & df["trivial_baseline"].notna() & (
         df[SCORE].astype(float) <= df["trivial_baseline"].astype(float))
-    df["diverged"] = df["scored"] & ((df["status"] == "diverged") | at_or_below_baseline)
+    # "at baseline", not "diverged": almost always the trial learned nothing (its best dev score never
+    # rose above a constant prediction); a loss blow-up is the rare case. metrics.json keeps its status
+    # "diverged" so old sweeps still resume; only the report names it for what it is.
+    df["at_baseline"] = df["scored"] & ((df["status"] == "diverged") | at_or_below_baseline)
     df = assign_arms(df)
     df.attrs.update(duplicates_dropped=int(rerun.sum()), unreadable=unreadable)
     return df

@@ -20,7 +20,7 @@ import pandas as pd
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.arms import VANILLA, arm_order
 from stilts_lab.report.collect import sections
-from stilts_lab.report.tables import delta
+from stilts_lab.report.tables import MARGIN, delta, experiments
 
 CONTRASTS_FILE = "contrasts.csv"
 
@@ -36,10 +36,10 @@ def parse_contrast(spec: str) -> tuple[str, str]:
     return a, b
 
 
-def contrast_table(df: pd.DataFrame, specs: Sequence[str]) -> pd.DataFrame:
+def contrast_table(df: pd.DataFrame, specs: Sequence[str], margin: float = MARGIN) -> pd.DataFrame:
     """One row per (contrast, model, target, pair of arms with the same shared settings):
-    a, b (intermediate names), a_settings, b_settings, metric_name, delta_mean(_ci), delta_max(_ci),
-    paired. `df`: the report's trials, arms assigned."""
+    a, b (intermediate names), a_settings, b_settings, metric_name and tables.delta's columns.
+    `df`: the report's trials, arms assigned."""
     pairs = [parse_contrast(s) for s in specs]
     known = set(df["intermediate"].dropna())
     for spec, (a, b) in zip(specs, pairs):
@@ -51,6 +51,7 @@ def contrast_table(df: pd.DataFrame, specs: Sequence[str]) -> pd.DataFrame:
     for a_name, b_name in pairs:
         for model, target, section in sections(df):
             scored = section[section["scored"]]
+            fits = None
             arms = section.drop_duplicates("arm").set_index("arm")
             order = arm_order(section)
             for a_key in (k for k in order if arms.at[k, "intermediate"] == a_name):
@@ -60,22 +61,9 @@ def contrast_table(df: pd.DataFrame, specs: Sequence[str]) -> pd.DataFrame:
                               and arms.at[k, "vanilla_arm"] == arms.at[a_key, "vanilla_arm"]):
                     arm, other = scored[scored["arm"] == a_key], scored[scored["arm"] == b_key]
                     if len(arm) and len(other):
+                        fits = fits or experiments(section)
                         rows.append(dict(model=model, target=target, a=a_name, b=b_name,
                                          a_settings=arms.at[a_key, "settings"], b_settings=arms.at[b_key, "settings"],
                                          metric_name=", ".join(sorted(set(section["metric_name"].dropna()))),
-                                         **delta(arm, other)))
-    return pd.DataFrame(rows)
-
-
-def flat(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as CSV columns: intervals as _low/_high, the paired tests as numbers."""
-    rows = []
-    for r in table.to_dict("records"):
-        row = {k: v for k, v in r.items() if k not in ("delta_mean_ci", "delta_max_ci", "paired")}
-        for stat in ("mean", "max"):
-            ci = r[f"delta_{stat}_ci"]
-            row[f"delta_{stat}_low"], row[f"delta_{stat}_high"] = ci.low, ci.high
-        t = r["paired"]
-        row.update(pairs=t.pairs, mean_paired_delta=t.mean_diff, wilcoxon_p=t.wilcoxon_p, ttest_p=t.ttest_p)
-        rows.append(row)
+                                         **delta(arm, other, fits.get(arms.at[a_key, "vanilla_arm"]), margin)))
     return pd.DataFrame(rows)

@@ -26,7 +26,7 @@ BAND_SEED = 0
 # The bands need the support's bounds (a score can rise to b however few trials saw it).
 METRIC_RANGE = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "macro_f1": (0.0, 1.0),
                 "mcc": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0)}
-TABLE_NS = (1, 3, 10)  # and the arm's trial count
+TABLE_NS = (1, 3, 10)  # and the arm's trial count (or the target's equal budget, table_points)
 
 
 def tuning_curve(scores: np.ndarray, metric: str, confidence: float = CONFIDENCE) -> pd.DataFrame:
@@ -53,7 +53,8 @@ def tuning_curve(scores: np.ndarray, metric: str, confidence: float = CONFIDENCE
 
 def curve_table(df: pd.DataFrame) -> pd.DataFrame:
     """The tidy table every curve plot and the summary's table come from: one row per (model,
-    target, arm, n) with expected_max, low, high."""
+    target, arm, n) with expected_max, low, high, trials, and vanilla_arm (the key of the vanilla
+    arm the arm is compared with, its reference in the plot)."""
     frames = []
     for model, target, section in sections(df):
         metric = ", ".join(sorted(set(section["metric_name"].dropna())))
@@ -69,14 +70,25 @@ def curve_table(df: pd.DataFrame) -> pd.DataFrame:
             curve.insert(4, "settings", arm["settings"].iloc[0])
             curve.insert(5, "arm", key)
             curve["trials"] = len(arm)
+            curve["vanilla_arm"] = arm["vanilla_arm"].iloc[0]
             frames.append(curve)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def table_points(curve: pd.DataFrame) -> list[int]:
-    """The n shown in summary.md for one arm: 1, 3, 10 where it has that many trials, and all."""
+def equal_budget(curves: pd.DataFrame) -> int:
+    """n* for one target's curves: the smallest trial count among its arms. Arms are compared at
+    equal n, since the expected max grows with n: the max of 12 trials beats the max of 6 with no
+    effect at all."""
+    return int(curves["trials"].min())
+
+
+def table_points(curve: pd.DataFrame, budget: int | None = None) -> list[int]:
+    """The n shown in summary.md for one arm: 1 and 3 where it has that many trials, and the
+    target's equal budget (equal_budget); without a budget, 1, 3, 10 and all its trials."""
     trials = int(curve["trials"].iloc[0])
-    return sorted({n for n in TABLE_NS if n <= trials} | {trials})
+    if budget is None:
+        return sorted({n for n in TABLE_NS if n <= trials} | {trials})
+    return sorted({n for n in TABLE_NS[:2] if n <= trials} | {min(int(budget), trials)})
 
 
 def band_text(row) -> str:

@@ -1,9 +1,11 @@
 """The transfer matrix (Pruksachatkun et al. 2020): one row per intermediate arm, one column per
-target, each cell the arm's Δ mean (and Δ max) against vanilla with its bootstrap interval, as
-comparison_table computes them (two-level when the arm pools several intermediate seeds).
+target, each cell the arm's Δ mean (and Δ max at equal budgets) against vanilla, as
+comparison_table computes them and claims.adjust_families adjusts them.
 
 Each target keeps its own metric's units: its column header names the metric, and nothing is
-rescaled in the CSV. A cell is `significant` when its 95% interval excludes 0.
+rescaled in the CSV. A cell is `significant` when its adjusted p (Holm over the matrix's cells of
+that statistic, by default) is below 0.05; _low/_high are the unadjusted 95% interval, and the CSV
+keeps the raw and adjusted p beside them.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ def column_label(target: str, metric: str, model: str | None = None) -> str:
 
 
 def transfer_matrix(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """Long form, one row per (intermediate arm, target): delta_{mean,max} with _low, _high and
-    _significant. Empty unless the report spans 2+ intermediate arms and 2+ targets."""
+    """Long form, one row per (intermediate arm, target): delta_{mean,max} with _low, _high, _p,
+    _p_adj and _significant, the scope of the Δ mean test, its TOST and the verdict. Empty unless the report spans 2+ intermediate arms and 2+ targets."""
     if comparisons.empty:
         return pd.DataFrame()
     several_models = comparisons["model"].nunique() > 1
@@ -34,14 +36,14 @@ def transfer_matrix(comparisons: pd.DataFrame) -> pd.DataFrame:
             continue
         row = dict(model=r["model"], target=r["target"], metric_name=r["metric_name"],
                    intermediate=r["intermediate"], settings=r["settings"],
-                   intermediate_seeds=r["intermediate_seeds"],
+                   intermediate_seeds=r["intermediate_seeds"], cells=r["cells"], budget_n=r["budget_n"],
+                   scope=r["scope"],
                    row=row_label(r["intermediate"], r["settings"]),
                    column=column_label(r["target"], r["metric_name"], r["model"] if several_models else None))
         for stat in ("mean", "max"):
-            ci = r[f"delta_{stat}_ci"]
-            row[f"delta_{stat}"] = r[f"delta_{stat}"]
-            row[f"delta_{stat}_low"], row[f"delta_{stat}_high"] = ci.low, ci.high
-            row[f"delta_{stat}_significant"] = ci.low is not None and (ci.low > 0 or ci.high < 0)
+            for part in ("", "_low", "_high", "_p", "_p_adj", "_significant"):
+                row[f"delta_{stat}{part}"] = r[f"delta_{stat}{part}"]
+        row.update(tost_p=r["tost_p"], tost_p_adj=r["tost_p_adj"], verdict=r["verdict"])
         rows.append(row)
     cells = pd.DataFrame(rows)
     if cells.empty or cells["row"].nunique() < 2 or cells["column"].nunique() < 2:

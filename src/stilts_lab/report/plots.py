@@ -1,4 +1,5 @@
-"""The report's figures: the paper's violin plot of dev scores per arm, and a factor's line plot."""
+"""The report's figures: the paper's violin plot of dev scores per arm, a factor's line plot, tuning
+curves, the transfer matrix and predicted against realised."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +8,14 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-from stilts_lab.report.arms import arm_label, arm_order, value_sort_key
+from stilts_lab.report.arms import VANILLA, arm_label, arm_order, value_sort_key
 from stilts_lab.report.collect import SCORE, metric_names
 
 
@@ -48,9 +53,9 @@ def plot_violins(section: pd.DataFrame, path: Path, title: str) -> None:
     # RNG: a seeded jitter keeps the figure identical from one report run to the next.
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(scored))
     x = scored["arm"].map({key: i for i, key in enumerate(order)}).to_numpy() + jitter
-    y, diverged = scored[SCORE].to_numpy(), scored["diverged"].to_numpy(bool)
-    ax.scatter(x[~diverged], y[~diverged], s=22, color="0.15", alpha=0.8, lw=0, zorder=3)
-    ax.scatter(x[diverged], y[diverged], s=60, color="crimson", marker="X", lw=0, zorder=4)
+    y, stuck = scored[SCORE].to_numpy(), scored["at_baseline"].to_numpy(bool)
+    ax.scatter(x[~stuck], y[~stuck], s=22, color="0.15", alpha=0.8, lw=0, zorder=3)
+    ax.scatter(x[stuck], y[stuck], s=60, color="crimson", marker="X", lw=0, zorder=4)
     for baseline in sorted(set(section["trivial_baseline"].dropna().astype(float))):
         # Over the violins, under the trials: the line must stay visible across each violin.
         ax.axhline(baseline, ls="--", lw=1.2, color="0.35", zorder=2)
@@ -60,7 +65,7 @@ def plot_violins(section: pd.DataFrame, path: Path, title: str) -> None:
     ax.set(xlabel="intermediate task", ylabel=f"dev {metric_names(section) or 'metric'}", title=title)
     ax.legend(handles=[
         Line2D([], [], ls="", marker="o", color="0.15", label="trial"),
-        Line2D([], [], ls="", marker="X", color="crimson", markersize=8, label="diverged trial"),
+        Line2D([], [], ls="", marker="X", color="crimson", markersize=8, label="trial at or below trivial baseline"),
         Line2D([], [], ls="--", color="0.35", label="trivial baseline")],
         loc="best", fontsize="small", framealpha=0.9)
     fig.savefig(path)
@@ -108,30 +113,89 @@ def plot_factor(table: pd.DataFrame, key: str, path: Path, title: str, metric: s
     fig.savefig(path)
 
 
-def plot_tuning_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
-    """Expected best dev score after n trials, one line per arm, its band shaded (curves.py)."""
-    fig = new_figure(7.5, 4.8)
-    ax = fig.add_subplot()
-    palette = sns.color_palette("deep", curves["arm"].nunique())
-    for colour, (key, curve) in zip(palette, curves.groupby("arm", sort=False)):
-        first = curve.iloc[0]
-        label = arm_label(first["intermediate"], first["settings"])
-        ax.plot(curve["n"], curve["expected_max"], color=colour, lw=2, marker="o", ms=3, label=label)
-        if curve["low"].notna().all():
-            ax.fill_between(curve["n"], curve["low"], curve["high"], color=colour, alpha=0.15, lw=0)
-    ax.set(xlabel="trials n", ylabel=f"expected best dev {curves['metric_name'].iloc[0] or 'metric'}",
-           title=title)
-    ax.legend(fontsize="small")
+def _curve(ax, curve: pd.DataFrame, budget: int, colour, lw: float, band_alpha: float, ylim) -> bool:
+    """One arm's expected-best curve and band: solid up to the equal budget, faded and dashed beyond
+    it (not comparable across arms). Returns whether its band had to be clipped to `ylim`."""
+    clipped = False
+    for part, faded in ((curve[curve["n"] <= budget], False), (curve[curve["n"] >= budget], True)):
+        if part.empty or (faded and len(part) < 2):
+            continue  # beyond the budget, a lone point is the budget itself: nothing to add
+        alpha = 0.35 if faded else 1.0
+        ax.plot(part["n"], part["expected_max"], color=colour, lw=lw, ls="--" if faded else "-",
+                marker="o", ms=3, alpha=alpha)
+        if part["low"].notna().all():
+            # Clipped by hand: the bands span most of the metric's range, and left to autoscale
+            # they would squeeze the curves, the figure's point, into a few pixels.
+            low, high = part["low"].clip(*ylim), part["high"].clip(*ylim)
+            clipped |= bool((part["low"] < ylim[0]).any() or (part["high"] > ylim[1]).any())
+            ax.fill_between(part["n"], low, high, color=colour, alpha=band_alpha * alpha, lw=0)
+    return clipped
+
+
+def plot_tuning_curves(curves: pd.DataFrame, path: Path, title: str) -> Figure:
+    """Expected best dev score after n trials (curves.py), one panel per intermediate arm with the
+    vanilla arm it is compared with in grey, each with its band; a dotted line at the equal
+    budget n* (curves.equal_budget), the only n where arms compare fairly."""
+    from stilts_lab.report.curves import CONFIDENCE, equal_budget
+    arms = {key: curve for key, curve in curves.groupby("arm", sort=False)}
+    firsts = {key: curve.iloc[0] for key, curve in arms.items()}
+    panels = [key for key, first in firsts.items() if first["intermediate"] != VANILLA] or list(arms)
+    budget = equal_budget(curves)
+    # y from the curves, not the bands: the bands run over most of the metric's range.
+    low, high = curves["expected_max"].min(), curves["expected_max"].max()
+    pad = max(0.15 * (high - low), 0.005)
+    ylim = (low - pad, high + pad)
+
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = new_figure(3.6 * ncols + 0.8, 2.9 * nrows + 1.6)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
+    colour, grey = sns.color_palette("deep")[0], "0.45"
+    clipped = False
+    for ax, key in zip(axes, panels):
+        reference = firsts[key].get("vanilla_arm")
+        if reference in arms and reference != key:
+            clipped |= _curve(ax, arms[reference], budget, grey, 1.4, 0.10, ylim)
+        clipped |= _curve(ax, arms[key], budget, colour, 2.0, 0.16, ylim)
+        ax.axvline(budget, ls=":", lw=1.5, color="0.2")
+        first = firsts[key]
+        ax.set_title(f"{arm_label(first['intermediate'], first['settings'])} (n={int(first['trials'])})",
+                     fontsize="medium")
+        # Trial counts are whole: without this the axis reads 2.5 trials.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(*ylim)
+    for i, ax in enumerate(axes):
+        if i >= len(panels):
+            ax.remove()
+        elif i + ncols >= len(panels):  # the lowest panel of its column (a fig.supxlabel would meet the legend)
+            ax.set_xlabel("trials n")
+            ax.xaxis.set_tick_params(labelbottom=True)
+    band = f"{CONFIDENCE:.0%} band" + (", clipped to the axes" if clipped else "")
+    fig.suptitle(f"{title}\nshaded: {band}; dotted: equal budget n={budget}", fontsize="medium")
+    fig.supylabel(f"expected best dev {curves['metric_name'].iloc[0] or 'metric'}")
+    # Below the panels: inside any of them it would cover curves.
+    fig.legend(handles=[
+        Line2D([], [], color=colour, lw=2, marker="o", ms=3, label="intermediate arm (panel title)"),
+        Line2D([], [], color=grey, lw=1.4, marker="o", ms=3, label="vanilla"),
+        Patch(color=colour, alpha=0.16, label=band),
+        Line2D([], [], color=colour, lw=2, ls="--", alpha=0.35, label="beyond the equal budget"),
+        Line2D([], [], color="0.2", lw=1.5, ls=":", label=f"equal budget n={budget}")],
+        loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     fig.savefig(path)
+    return fig
 
 
-def plot_transfer_matrix(cells: pd.DataFrame, path: Path, title: str) -> None:
+HOLM_NOTE = "* : significant after Holm correction (adjusted p < 0.05)"
+
+
+def plot_transfer_matrix(cells: pd.DataFrame, path: Path, title: str, star_note: str = HOLM_NOTE) -> Figure:
     """Two heatmaps (Δ mean, Δ max): rows intermediate arms, columns targets in their own units.
-    Each column is coloured on its own scale (its largest |Δ|), since the metrics differ; the
-    numbers are the Δ, and * marks a cell whose 95% interval excludes 0."""
+    Each column is coloured on its own scale (its largest |Δ|), since the metrics differ, hence
+    one colour bar in those relative units; the numbers are the Δ, and * marks a cell whose
+    delta_{stat}_significant is true, as `star_note` (the caption) says."""
     from stilts_lab.report.matrix import wide
     rows, columns = list(dict.fromkeys(cells["row"])), list(wide(cells, "mean").columns)
-    fig = new_figure(2.0 * len(columns) * 2 + 3.5, 0.6 * len(rows) + 2.4)
+    fig = new_figure(2.0 * len(columns) * 2 + 4.5, 0.6 * len(rows) + 2.8)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, stat in zip(axes, ("mean", "max")):
         values = wide(cells, stat)
@@ -142,8 +206,13 @@ def plot_transfer_matrix(cells: pd.DataFrame, path: Path, title: str) -> None:
         sns.heatmap(values / scale, annot=text, fmt="", cmap="RdBu", vmin=-1, vmax=1, cbar=False,
                     linewidths=0.5, linecolor="white", ax=ax)
         ax.set(title=f"Δ {stat} vs vanilla", xlabel="target (metric)", ylabel="intermediate" if stat == "mean" else "")
+    # Both heatmaps share the -1..1 scale, so one bar serves them.
+    bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), "RdBu"), ax=list(axes), shrink=0.9, pad=0.02)
+    bar.set_label("Δ / column's max |Δ|")
     fig.suptitle(title)
+    fig.supxlabel(star_note, fontsize="small")  # the caption: laid out below the axes, never over them
     fig.savefig(path)
+    return fig
 
 
 def plot_predicted(points: pd.DataFrame, path: Path, title: str) -> None:

@@ -25,6 +25,12 @@ Per (target, estimator):
   minus the pick's Δ in the metric's units. It answers "would the estimator have picked the best
   arm?" where Regret@k cannot: when no intermediate stage (Δ = 0) is best.
 Each is None (n/a) where undefined: fewer than 2 candidates, no spread, a best Δ of 0.
+
+With their uncertainty (STATS.md "Scoring a ranking"): Spearman's exact permutation p (every
+ordering of up to 8 candidates; with 6, |rho| = 0.77 has p = 0.10), and from resampling the
+grid cells (the realised Δs are means over cells, paired by cell across arms, so every arm is
+resampled with the same cells): the 95% percentile interval of rho and P(pick = best), the share
+of resamples in which the estimator's pick is the realised best.
 """
 from __future__ import annotations
 
@@ -43,6 +49,8 @@ ESTIMATES_FILE = "transfer_estimates.csv"
 PREDICTIONS_FILE = "predictions.csv"   # the report's scores of the estimates, one row per (target, estimator)
 COLUMNS = ["intermediate", "intermediate_seed", "target", "estimator", "score", "seconds"]
 REGRET_KS = (1, 3)
+RESAMPLES = 2_000
+RESAMPLE_SEED = 0
 
 
 def read_estimates(dirs: Sequence[Path]) -> pd.DataFrame | None:
@@ -67,6 +75,55 @@ def spearman(predicted: np.ndarray, realised: np.ndarray) -> float | None:
     if len(predicted) < 2 or np.ptp(predicted) == 0 or np.ptp(realised) == 0:
         return None
     return float(stats.spearmanr(predicted, realised).statistic)
+
+
+def spearman_p(predicted: np.ndarray, realised: np.ndarray) -> float | None:
+    """Two-sided permutation p of Spearman's rho: exact over every ordering up to 8 candidates."""
+    if spearman(predicted, realised) is None:
+        return None
+    exact = len(predicted) <= 8
+    result = stats.permutation_test(
+        (np.asarray(predicted, float),), lambda x: stats.spearmanr(x, realised).statistic,
+        permutation_type="pairings", n_resamples=np.inf if exact else 9_999, alternative="two-sided",
+        rng=np.random.default_rng(RESAMPLE_SEED))
+    return float(result.pvalue)
+
+
+def realised_cells(df: pd.DataFrame) -> dict:
+    """{(model, target): DataFrame of per-cell Δ (cells x (intermediate, settings))}: each arm's
+    mean over its checkpoints in a cell minus vanilla's in that cell, over the cells every arm of
+    the target filled (vanilla's column is 0)."""
+    from stilts_lab.report.collect import SCORE, sections
+    out = {}
+    for model, target, section in sections(df):
+        scored = section[section["scored"]]
+        means = scored.groupby(["intermediate", "settings", "vanilla_arm", "arm", "cell"])[SCORE].mean()
+        vanilla = {key: group.droplevel([0, 1, 2, 3]) for key, group in means.groupby(level="arm")
+                   if key in set(scored["vanilla_arm"])}
+        columns = {}
+        for (name, settings, vkey, key), group in means.groupby(level=[0, 1, 2, 3]):
+            if vkey in vanilla:
+                columns[(name, settings)] = group.droplevel([0, 1, 2, 3]) - vanilla[vkey]
+        if columns:
+            out[(model, target)] = pd.DataFrame(columns).dropna()
+    return out
+
+
+def resampled(predicted: np.ndarray, cells: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """(rho's 95% interval low, high, P(pick = best)) over resamples of the cells: `cells` is
+    (C, candidates), each column a candidate's per-cell Δ."""
+    if cells.shape[0] < 2:
+        return None, None, None
+    rng = np.random.default_rng(RESAMPLE_SEED)
+    draws = cells[rng.integers(0, cells.shape[0], (RESAMPLES, cells.shape[0]))].mean(axis=1)   # (R, candidates)
+    pick = int(np.argsort(-predicted, kind="stable")[0])
+    p_best = float((draws.argmax(axis=1) == pick).mean())
+    rhos = np.array([spearman(predicted, d) for d in draws], dtype=float)
+    rhos = rhos[np.isfinite(rhos)]
+    if not len(rhos):
+        return None, None, p_best
+    low, high = np.percentile(rhos, [2.5, 97.5])
+    return float(low), float(high), p_best
 
 
 def ndcg(predicted: np.ndarray, realised: np.ndarray) -> float | None:
@@ -122,16 +179,24 @@ def trial_seconds(trials: pd.DataFrame) -> dict:
     return cost.fillna(0.0).groupby([trials["model"], trials["target"]]).sum().to_dict()
 
 
-def prediction_table(points: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, target, estimator): candidates, Spearman, NDCG, Regret@1, Regret@3, the pick
-    (picked, picked_delta, best, best_delta, shortfall), seconds."""
+def prediction_table(points: pd.DataFrame, cells: dict | None = None) -> pd.DataFrame:
+    """Per (model, target, estimator): candidates, Spearman with its exact p and resampled interval,
+    NDCG, Regret@1, Regret@3, the pick (picked, picked_delta, best, best_delta, shortfall) and
+    P(pick = best), seconds. `cells`: realised_cells(), for the resampling."""
     rows = []
     for (model, target, estimator), group in points.groupby(["model", "target", "estimator"], sort=True):
         p, r = group["score"].to_numpy(float), group["delta_mean"].to_numpy(float)
         pick, best, shortfall = top_pick(p, r)
         names = [arm_label(i, s) for i, s in zip(group["intermediate"], group["settings"])]
+        per_cell = (cells or {}).get((model, target))
+        low = high = p_best = None
+        if per_cell is not None:
+            matrix = np.column_stack([np.zeros(len(per_cell)) if i == VANILLA else per_cell[(i, s)].to_numpy(float)
+                                      for i, s in zip(group["intermediate"], group["settings"])])
+            low, high, p_best = resampled(p, matrix)
         rows.append(dict(model=model, target=target, estimator=estimator, candidates=len(group),
-                         spearman=spearman(p, r), ndcg=ndcg(p, r),
+                         spearman=spearman(p, r), spearman_p=spearman_p(p, r), spearman_low=low,
+                         spearman_high=high, p_pick_best=p_best, ndcg=ndcg(p, r),
                          **{f"regret_at_{k}": regret_at(k, p, r) for k in REGRET_KS},
                          picked=names[pick], picked_delta=r[pick], best=names[best], best_delta=r[best],
                          shortfall=shortfall, seconds=float(group["seconds"].sum())))

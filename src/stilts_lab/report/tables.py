@@ -8,27 +8,48 @@ import pandas as pd
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.arms import VANILLA, applies, arm_order, assign_arms, value_label, value_sort_key
 from stilts_lab.report.collect import SCORE, sections
-from stilts_lab.report.stats import (between_seed_share, bootstrap_delta_ci, bootstrap_mean_ci, paired_tests,
-                                     two_level_delta_ci)
+from stilts_lab.report.inference import BlockDesign, compare, max_interval, permutation_max_test
+from stilts_lab.report.stats import bootstrap_mean_ci
+
+# The equivalence margin of TOST, in the metric's units: "no effect" is said only inside +-MARGIN.
+MARGIN = 0.01
 
 
 def _first(arm: pd.DataFrame, column: str):
     return arm[column].iloc[0]
 
 
-def seed_groups(arm: pd.DataFrame) -> list[np.ndarray]:
-    """The scored trials' scores of one arm, one array per intermediate seed (one for vanilla)."""
-    scored = arm[arm["scored"]]
-    return [g[SCORE].to_numpy(float) for _, g in scored.groupby("intermediate_seed", dropna=False)]
+def trial_columns(trials: pd.DataFrame) -> list:
+    """A trial's column in the block design: its arm and checkpoint (vanilla: one column)."""
+    # a comprehension, not Series.map: map turns the None of vanilla's seed back into NaN, and NaN != NaN
+    return [(arm, None if pd.isna(seed) else str(seed))
+            for arm, seed in zip(trials["arm"], trials["intermediate_seed"])]
 
 
-def delta_ci(arm: pd.DataFrame, vanilla: pd.DataFrame, statistic: str):
-    """Δ's interval: the two-level bootstrap when either arm pools several intermediate seeds,
-    the plain one otherwise (the same numbers as before seeds were an axis)."""
-    a, v = seed_groups(arm), seed_groups(vanilla)
-    if len(a) > 1 or len(v) > 1:
-        return two_level_delta_ci(a, v, {"mean": np.nanmean, "max": np.nanmax}[statistic])
-    return bootstrap_delta_ci(np.concatenate(a), np.concatenate(v), {"mean": np.mean, "max": np.max}[statistic])
+def fit_experiment(trials: pd.DataFrame):
+    """(design, column effects, residual variance) of one experiment: the scored trials of a vanilla
+    arm and every arm compared with it (same model, target, shared settings), cells as blocks."""
+    design = BlockDesign(list(trials["cell"]), trial_columns(trials))
+    effects, s2 = design.fit(trials[SCORE].to_numpy(float))
+    return design, effects, s2
+
+
+def experiments(section: pd.DataFrame) -> dict:
+    """{vanilla arm key: fit_experiment(...)} for a (model, target) section's scored trials."""
+    scored = section[section["scored"]]
+    return {key: fit_experiment(group) for key, group in scored.groupby("vanilla_arm", sort=False)}
+
+
+def complete_layout(arm: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of shape (cells, checkpoints): the cells where every checkpoint of both arms has a
+    score (a repeated trial contributes its mean), for the equal-budget maximum and its
+    permutation test, which need a balanced layout."""
+    def pivot(trials):
+        frame = trials.assign(column=trial_columns(trials))
+        return frame.pivot_table(index="cell", columns="column", values=SCORE, aggfunc="mean")
+    a, b = pivot(arm), pivot(other)
+    cells = a.dropna().index.intersection(b.dropna().index)
+    return a.loc[cells].to_numpy(float), b.loc[cells].to_numpy(float)
 
 
 def arm_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -43,55 +64,75 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
                 model=model, target=target, intermediate=_first(arm, "intermediate"),
                 settings=_first(arm, "settings"), arm=key,
                 metric_name=", ".join(sorted(set(arm["metric_name"].dropna()))),
-                trials=n, failed=int((~arm["scored"]).sum()), diverged=int(arm["diverged"].sum()),
+                trials=n, failed=int((~arm["scored"]).sum()), at_baseline=int(arm["at_baseline"].sum()),
                 mean=scores.mean() if n else None,
                 std=scores.std(ddof=1) if n > 1 else None,
                 median=scores.median() if n else None,
                 min=scores.min() if n else None, max=scores.max() if n else None,
-                intermediate_seeds=int(arm.loc[arm["scored"], "intermediate_seed"].nunique()),
-                between_seed_share=between_seed_share(seed_groups(arm))))
+                intermediate_seeds=int(arm.loc[arm["scored"], "intermediate_seed"].nunique())))
     return pd.DataFrame(rows)
 
 
-def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Each intermediate arm against the vanilla arm with the same shared settings."""
+def comparison_table(df: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
+    """Each intermediate arm against the vanilla arm with the same shared settings (delta())."""
     rows = []
     for model, target, section in sections(df):
         scored = section[section["scored"]]
+        fits = experiments(section)
         for key in arm_order(section):
             arm_all = section[section["arm"] == key]
             name = _first(arm_all, "intermediate")
             if name == VANILLA:
                 continue
+            vanilla_key = _first(arm_all, "vanilla_arm")
             arm = scored[scored["arm"] == key]
-            vanilla = scored[scored["arm"] == _first(arm_all, "vanilla_arm")]
+            vanilla = scored[scored["arm"] == vanilla_key]
             row = dict(model=model, target=target, intermediate=name, settings=_first(arm_all, "settings"),
                        arm=key, metric_name=", ".join(sorted(set(section["metric_name"].dropna()))),
                        intermediate_seeds=int(arm["intermediate_seed"].nunique()), no_delta="")
-            row.update(delta(arm, vanilla))
             if not len(arm):
                 row["no_delta"] = "no scored trials"
             elif not len(vanilla):
-                row["no_delta"] = ("no scored vanilla trials" if (section["arm"] == _first(arm_all, "vanilla_arm")).any()
+                row["no_delta"] = ("no scored vanilla trials" if (section["arm"] == vanilla_key).any()
                                    else "no vanilla arm with these settings")
+            row.update(delta(arm, vanilla, fits.get(vanilla_key), margin))
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def delta(arm: pd.DataFrame, other: pd.DataFrame) -> dict:
-    """`arm` against `other` (scored trials of each): delta_mean, delta_max and their intervals
-    when both have trials, and `paired`, the tests over the grid cells both filled."""
-    out = {}
-    a, b = arm[SCORE].to_numpy(float), other[SCORE].to_numpy(float)
-    if len(a) and len(b):
-        out.update(delta_mean=a.mean() - b.mean(), delta_max=a.max() - b.max(),
-                   delta_mean_ci=delta_ci(arm, other, "mean"), delta_max_ci=delta_ci(arm, other, "max"))
-    # Pairs fill the same grid cell. A cell with several trials of one arm (a re-run that differs
-    # only in settings that do not change results, or the arm's intermediate seeds) contributes their mean.
-    cells = pd.concat([arm.groupby("cell")[SCORE].mean().rename("arm"),
-                       other.groupby("cell")[SCORE].mean().rename("other")], axis=1, join="inner")
-    out["paired"] = paired_tests((cells["arm"] - cells["other"]).to_numpy(float))
+def delta(arm: pd.DataFrame, other: pd.DataFrame, fit, margin: float = MARGIN) -> dict:
+    """`arm` minus `other` (scored trials of each, one experiment `fit`): Δ mean from the block
+    design with its conditional and task-level tests and TOST, the claim's scope (task level where
+    both arms allow it, else conditional on these checkpoints), and Δ max at equal budgets with its
+    permutation test and interval over the cells complete in both arms. Raw p-values: the report
+    adjusts them over each family (claims.py)."""
+    out = dict(cells=0, budget_n=None, scope="", delta_mean=None, delta_mean_low=None, delta_mean_high=None,
+               delta_mean_se=None, delta_mean_df=None, delta_mean_p=None, cond_p=None, task_p=None, tost_p=None, delta_max=None, delta_max_low=None,
+               delta_max_high=None, delta_max_p=None)
+    if not len(arm) or not len(other) or fit is None:
+        return out
+    design, effects, s2 = fit
+    test = compare(design, effects, s2, list(dict.fromkeys(trial_columns(arm))), list(dict.fromkeys(trial_columns(other))),
+                   margin=margin)
+    scope = "task" if np.isfinite(test["task_p"]) else "cond"
+    shared = set(arm["cell"]) & set(other["cell"])
+    out.update(cells=len(shared), scope=scope, delta_mean=_num(test["delta"]),
+               delta_mean_low=_num(test[f"{scope}_low"]), delta_mean_high=_num(test[f"{scope}_high"]),
+               delta_mean_se=_num(test[f"{scope}_se"]), delta_mean_df=_num(test[f"{scope}_df"]),
+               delta_mean_p=_num(test[f"{scope}_p"]), cond_p=_num(test["cond_p"]), task_p=_num(test["task_p"]),
+               tost_p=_num(test[f"{scope}_tost_p"]))
+    a, b = complete_layout(arm, other)
+    if len(a) >= 2:
+        observed, p = permutation_max_test(a, b)
+        low, high = max_interval(a, b)
+        out.update(budget_n=len(a), delta_max=float(observed), delta_max_p=float(p),
+                   delta_max_low=low, delta_max_high=high)
     return out
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 def factor_column(df: pd.DataFrame, key: str) -> str:

@@ -7,29 +7,34 @@ from typing import Sequence
 
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.collect import collect_trials, metric_names, sections
-from stilts_lab.report.contrasts import CONTRASTS_FILE, contrast_table, flat
+from stilts_lab.report.claims import CORRECTIONS, adjust_families, claims_table, heterogeneity
+from stilts_lab.report.contrasts import CONTRASTS_FILE, contrast_table
 from stilts_lab.report.curves import curve_table
-from stilts_lab.report.markdown import (contrast_section, curve_section, matrix_section, prediction_section,
-                                        render_summary)
+from stilts_lab.report.markdown import (claims_section, contrast_section, curve_section, heterogeneity_section,
+                                        matrix_section, power_section, prediction_section, render_summary)
 from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
 from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
                                      plot_tuning_curves, plot_violins)
-from stilts_lab.report.predict import PREDICTIONS_FILE, candidates, prediction_table, read_estimates, trial_seconds
-from stilts_lab.report.tables import arm_table, comparison_table, factor_table
+from stilts_lab.report.power import power_table
+from stilts_lab.report.predict import (PREDICTIONS_FILE, candidates, prediction_table, read_estimates, realised_cells,
+                                       trial_seconds)
+from stilts_lab.report.tables import MARGIN, arm_table, comparison_table, factor_table
 from stilts_lab.results import METRICS_FILE
 
 # Columns assign_arms adds for grouping; results.csv keeps the readable `settings` instead.
 INTERNAL = ["arm", "arm_sort", "vanilla_arm", "cell"]
+CLAIMS_FILE, POWER_FILE = "claims.csv", "power.csv"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
 
 
-def write_report(dirs: Sequence[Path], out: Path | None = None,
-                 factor: str | None = None, contrasts: Sequence[str] = ()) -> dict[str, Path]:
-    """Write results.csv, summary.md and the plots into `out`; returns {file name: path}.
-    `contrasts`: "A:B" specs, each intermediate arm A against arm B (contrasts.py)."""
+def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | None = None,
+                 contrasts: Sequence[str] = (), correction: str = "holm", margin: float = MARGIN) -> dict[str, Path]:
+    """Write results.csv, summary.md, claims.csv and the plots into `out`; returns {file name: path}.
+    `contrasts`: "A:B" specs, each intermediate arm A against arm B (contrasts.py); `correction`:
+    "holm" or "bh" over each family; `margin`: TOST's equivalence margin in the metric's units."""
     dirs = [Path(d) for d in dirs]
     df = collect_trials(dirs)
     if df.empty:
@@ -44,36 +49,49 @@ def write_report(dirs: Sequence[Path], out: Path | None = None,
         written[path.name] = path
 
     factors = factor_table(df, factor) if factor else None
-    arms, comparisons = arm_table(df), comparison_table(df)
+    arms = arm_table(df)
     # before anything is written: a misspelt contrast is an error, not a missing section
-    versus = contrast_table(df, contrasts)
+    versus = adjust_families(contrast_table(df, contrasts, margin), correction)
+    comparisons = adjust_families(comparison_table(df, margin), correction)
+    specific = heterogeneity(comparisons, correction)
+    claims = claims_table(comparisons, versus, specific, correction, margin)
+    family = int(comparisons.groupby("model")["delta_mean_p"].count().max()) if len(comparisons) else 1
+    power = power_table(df, max(1, family))
     df.drop(columns=INTERNAL).to_csv(out / "results.csv", index=False)
     keep(out / "results.csv")
     # Curves, matrix and estimates are computed from the same trials (df) that results.csv holds.
     curves, cells = curve_table(df), transfer_matrix(comparisons)
     estimates = read_estimates(dirs)
     points = candidates(comparisons, estimates) if estimates is not None else None
-    predictions = prediction_table(points) if points is not None else None
-    appendix = curve_section(curves) + matrix_section(cells) + contrast_section(versus) + (
-        prediction_section(predictions, trial_seconds(df)) if predictions is not None else [])
+    predictions = prediction_table(points, realised_cells(df)) if points is not None else None
+    appendix = (power_section(power) + curve_section(curves) + matrix_section(cells, correction)
+                + contrast_section(versus) + heterogeneity_section(specific)
+                + (prediction_section(predictions, trial_seconds(df)) if predictions is not None else []))
+    for name, table in ((CLAIMS_FILE, claims), (POWER_FILE, power)):
+        if not table.empty:
+            table.to_csv(out / name, index=False)
+            keep(out / name)
     if predictions is not None and not predictions.empty:
         predictions.to_csv(out / PREDICTIONS_FILE, index=False)
         keep(out / PREDICTIONS_FILE)
     if not versus.empty:
-        flat(versus).to_csv(out / CONTRASTS_FILE, index=False)
+        versus.to_csv(out / CONTRASTS_FILE, index=False)
         keep(out / CONTRASTS_FILE)
     if not cells.empty:
         cells.to_csv(out / MATRIX_FILE, index=False)
         keep(out / MATRIX_FILE)
         with paper_style():
-            plot_transfer_matrix(cells, out / "transfer_matrix.png", "Transfer matrix")
+            plot_transfer_matrix(cells, out / "transfer_matrix.png", "Transfer matrix",
+                                 star_note=f"* : significant after {CORRECTIONS[correction]} correction "
+                                           "over the matrix's cells (adjusted p < 0.05)")
         keep(out / "transfer_matrix.png")
     (out / "summary.md").write_text(
-        render_summary(df, arms, comparisons, dirs, factor, factors, appendix), encoding="utf-8")
+        render_summary(df, arms, comparisons, dirs, factor, factors, appendix, correction, margin,
+                       claims_section(claims, correction)), encoding="utf-8")
     keep(out / "summary.md")
 
-    print(f"{len(df)} trials ({int((~df['scored']).sum())} failed, {int(df['diverged'].sum())} "
-          f"diverged); dropped {df.attrs['duplicates_dropped']} duplicate(s) by config_hash")
+    print(f"{len(df)} trials ({int((~df['scored']).sum())} failed, {int(df['at_baseline'].sum())} "
+          f"at or below the trivial baseline); dropped {df.attrs['duplicates_dropped']} duplicate(s) by config_hash")
     several_models = df["model"].nunique() > 1
     for model, target, section in sections(df):
         stem = _slug(f"{target}_{model}" if several_models else target)
