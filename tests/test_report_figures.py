@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from stilts_lab.report import collect_trials
 from stilts_lab.report.curves import curve_table, equal_budget, table_points
 from stilts_lab.report.plots import paper_style, plot_transfer_matrix, plot_tuning_curves
-from tests.test_report import CELLS, write_trial
+from tests.test_report_roundtrip import CELLS, write_trial
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 commits no metrics.json) is read back into the trials the metrics.json files gave."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,13 +11,37 @@ import pytest
 
 from stilts_lab.errors import StiltsError
 from stilts_lab.report import collect_trials, write_report
-from tests.test_report import CELLS, write_trial
 
 REPO = Path(__file__).resolve().parents[1]
 VERDICT = REPO / "docs" / "verdict_matrix"
+CELLS = [(12, 1e-5), (12, 2e-5), (42, 1e-5), (42, 2e-5)]  # (seed, lr): the grid's cells
+BASELINE = 0.53
 # Hash prefixes as metrics.json records them: one reads as a float and one as an integer if
 # pandas guesses types, and these split realfake into two arms, so the arm keys carry them.
 HASHES = {500: "1234e5678901", None: "0123456789ab"}
+
+
+def write_trial(folder: Path, intermediate: str, seed: int, lr: float, best: float | None,
+                status: str = "ok", intermediate_extra: dict | None = None) -> None:
+    """One metrics.json with what the report reads of pipeline.run's (tests/test_report.py has the
+    full one; a copy keeps these tests apart from that module's churn). Lists, None, an int column
+    with gaps and hash prefixes: the values results.csv must give back as they were."""
+    config = {"seed": seed, "model": {"name": "minilm_l6", "lr": 1e-4},
+              "intermediate": {"name": intermediate, "train_size": None,
+                               "format": "realfake" if intermediate.startswith("realfake") else "jsonl",
+                               **(intermediate_extra or {})},
+              "target": {"name": "rte", "train_size": None, "fields": ["sentence1", "sentence2"]},
+              "optim": {"lr": lr, "warmup_ratio": 0.1}, "data": {"batch_size": 16, "split_seed": 0}}
+    data_files = {"target.train": "41e3a9b06343"}
+    if intermediate == "realfake":
+        data_files["intermediate.sources.0"] = HASHES[config["intermediate"]["train_size"]]
+    metrics = {"config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12],
+               "model": "minilm_l6", "intermediate": intermediate, "target": "rte", "seed": seed,
+               "hparams": {"lr": lr, "batch_size": 16, "train_size": None}, "metric_name": "accuracy",
+               "best_dev_metric": best, "last_dev_metric": best, "trivial_baseline": BASELINE,
+               "train_seconds": 1.0, "status": status, "config": config, "data_files": data_files}
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
 @pytest.fixture
@@ -26,25 +51,15 @@ def sweep(tmp_path: Path) -> Path:
     and one at the trivial baseline."""
     root = tmp_path / "sweep"
     for n, (seed, lr) in enumerate(CELLS):
-        write_trial(root / "none" / str(n), "none", seed, lr, 0.50 + 0.05 * n,
-                    config={"target": {"fields": ["sentence1", "sentence2"]}})
+        write_trial(root / "none" / str(n), "none", seed, lr, 0.50 + 0.05 * n)
         for iseed in (42, 43):
             write_trial(root / "hellaswag" / str(iseed) / str(n), "hellaswag", seed, lr, 0.56 + 0.04 * n,
-                        config={"intermediate": {"seed": iseed, "fields": ["ctx"]},
-                                "target": {"fields": ["sentence1", "sentence2"]}})
+                        intermediate_extra={"seed": iseed, "fields": ["ctx"]})
             for size in HASHES:
                 write_trial(root / f"realfake_{size}" / str(iseed) / str(n), "realfake", seed, lr,
-                            0.52 + 0.06 * n + (0.01 if size else 0.0), intermediate_size=size,
-                            config={"intermediate": {"seed": iseed, "sources": ["a.json", "b.raw"]},
-                                    "target": {"fields": ["sentence1", "sentence2"]}})
-    write_trial(root / "none" / "failed", "none", 42, 3e-5, None, status="failed",
-                config={"target": {"fields": ["sentence1", "sentence2"]}})
-    for path in root.rglob("metrics.json"):
-        m = json.loads(path.read_text())
-        m["data_files"] = {"target.train": "41e3a9b06343"}
-        if m["intermediate"] == "realfake":
-            m["data_files"]["intermediate.sources.0"] = HASHES[m["config"]["intermediate"]["train_size"]]
-        path.write_text(json.dumps(m))
+                            0.52 + 0.06 * n + (0.01 if size else 0.0),
+                            intermediate_extra={"seed": iseed, "train_size": size, "sources": ["a.json", "b.raw"]})
+    write_trial(root / "none" / "failed", "none", 42, 3e-5, None, status="failed")
     return root
 
 

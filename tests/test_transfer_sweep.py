@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stilts_lab.report.predict import ndcg, regret_at, spearman, top_pick
+from stilts_lab.report.predict import ndcg, regret_at, spearman, spearman_p, top_pick
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -81,10 +81,12 @@ def test_tuning_curve_table_starts_at_each_arms_mean(sweep):
             label = "vanilla" if name == "none" else name
             row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
             cells = [c.strip() for c in row.strip("|").split("|")]
-            # intermediate, trials, n=1, n=3, n=10, n=all: n = 1 is the mean; 2 trials, so n=3 and 10 are "-"
+            # intermediate, trials, n=1, n=3, n=equal budget: n = 1 is the mean; 2 trials, so n=3 is "-"
+            # and every arm is shown at n=2, the smallest trial count among the target's arms
             assert cells[1] == str(len(SEEDS))
             assert cells[2].split()[0] == f"{means[target, name]:.4f}"
-            assert cells[3] == cells[4] == "-"
+            assert cells[3] == "-" and cells[4] != "-"
+        assert f"n={len(SEEDS)} (equal budget)" in table
 
 
 def test_transfer_matrix_cells_are_what_results_csv_implies(sweep):
@@ -129,12 +131,16 @@ def test_estimates_are_scored_against_the_realised_deltas(sweep):
             row = next(line for line in summary.splitlines() if line.startswith(f"| {target} | {estimator} |"))
             cells = [c.strip() for c in row.strip("|").split("|")]
             assert cells[2] == str(len(realised))  # candidates: vanilla and the intermediates
-            assert cells[3:7] == ["n/a" if v is None else f"{v:.4f}" for v in expected]
+            # Spearman, its exact p, its resampled interval, P(pick best), then NDCG and Regret@1, @3
+            assert [cells[3]] + cells[7:10] == ["n/a" if v is None else f"{v:.4f}" for v in expected]
+            exact = spearman_p(p, r)
+            assert cells[4] == ("n/a" if exact is None else f"{exact:.4f}")
+            assert cells[6] == "n/a" or 0.0 <= float(cells[6]) <= 1.0
             pick, best, shortfall = top_pick(p, r)
             names = ["vanilla" if n == "none" else n for n in realised]
-            assert cells[7:10] == [f"{names[pick]} ({r[pick]:+.4f})", f"{names[best]} ({r[best]:+.4f})",
-                                   f"{shortfall:.4f}"]  # would the estimator have picked the best?
-            assert float(cells[10]) == pytest.approx(mine["seconds"].sum(), abs=0.06)  # the estimate's cost
+            assert cells[10:13] == [f"{names[pick]} ({r[pick]:+.4f})", f"{names[best]} ({r[best]:+.4f})",
+                                    f"{shortfall:.4f}"]  # would the estimator have picked the best?
+            assert float(cells[13]) == pytest.approx(mine["seconds"].sum(), abs=0.06)  # the estimate's cost
 
 
 def test_the_estimates_cost_is_printed_against_the_trials(sweep):

@@ -63,7 +63,9 @@ def heterogeneity(comparisons: pd.DataFrame, correction: str = "holm", alpha: fl
     target), adjusted over the arms. Metrics differ between targets, so read it only across targets
     of one metric."""
     rows = []
-    usable = comparisons.dropna(subset=["delta_mean", "delta_mean_se"]) if len(comparisons) else comparisons
+    if comparisons.empty:
+        return pd.DataFrame()
+    usable = comparisons.dropna(subset=["delta_mean", "delta_mean_se"])
     for (model, name, settings), group in usable.groupby(["model", "intermediate", "settings"], sort=False):
         if len(group) < 2:
             continue

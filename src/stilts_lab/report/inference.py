@@ -179,10 +179,14 @@ def max_interval(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA, perms: int 
     def accepted(theta: float) -> bool:
         return float(permutation_max_test(a - theta, b, perms, seed)[1]) > alpha
 
+    # A shift past every score gives the most extreme statistic; if even that is not rejected, too
+    # few cells exist for this level (2 arms x 4 cells allow only 16 orders): no finite interval.
+    if accepted(observed + 4 * span) or accepted(observed - 4 * span):
+        return -np.inf, np.inf
     ends = []
     for outward in (-1.0, 1.0):
         inside, outside = observed, observed + outward * span
-        while accepted(outside):        # widen until rejected (a shift past every score is)
+        while accepted(outside):        # widen until rejected
             outside += outward * span
         if not accepted(inside):        # the observed value itself rejected: a degenerate layout
             ends.append(observed)

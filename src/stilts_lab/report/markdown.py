@@ -77,7 +77,9 @@ def _pv(p) -> str:
 
 def _interval(r: dict, stat: str) -> str:
     low, high = r.get(f"delta_{stat}_low"), r.get(f"delta_{stat}_high")
-    return "[n/a]" if _missing(low) else f"[{low:.4f}, {high:.4f}]"
+    if _missing(low):
+        return "[n/a: too few cells]" if stat == "max" else "[n/a]"
+    return f"[{low:.4f}, {high:.4f}]"
 
 
 BASELINE_KIND = {"classification": "majority class", "multiple_choice": "most frequent answer position",
@@ -211,7 +213,7 @@ def curve_section(curves: pd.DataFrame) -> list[str]:
         return []
     lines = ["", "## Tuning curves: expected best dev score after n trials", "",
              "n = 1 is the arm's mean. Arms are compared at the equal budget, the smallest trial count among "
-             "the target's arms: the best of 12 pooled trials beats the best of 6 with no effect at all. "
+             "the target's arms: the best of 12 pooled trials beats the best of 6 even where the arms do not differ. "
              f"[{CONFIDENCE:.0%} simultaneous band: opda, {BAND_METHOD}, over the metric's whole range; "
              "n/a where the range is unknown.]"]
     for (model, target), section in curves.groupby(["model", "target"], sort=True):

@@ -126,7 +126,7 @@ def delta(arm: pd.DataFrame, other: pd.DataFrame, fit, margin: float = MARGIN) -
         observed, p = permutation_max_test(a, b)
         low, high = max_interval(a, b)
         out.update(budget_n=len(a), delta_max=float(observed), delta_max_p=float(p),
-                   delta_max_low=low, delta_max_high=high)
+                   delta_max_low=_num(low), delta_max_high=_num(high))
     return out
 
 
