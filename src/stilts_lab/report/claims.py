@@ -66,6 +66,7 @@ def heterogeneity(comparisons: pd.DataFrame, correction: str = "holm", alpha: fl
     if comparisons.empty:
         return pd.DataFrame()
     usable = comparisons.dropna(subset=["delta_mean", "delta_mean_se"])
+    usable = usable[usable["delta_mean_se"].astype(float) > 0]   # no spread: no weight, no test
     for (model, name, settings), group in usable.groupby(["model", "intermediate", "settings"], sort=False):
         if len(group) < 2:
             continue

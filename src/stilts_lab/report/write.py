@@ -23,7 +23,7 @@ from stilts_lab.results import METRICS_FILE
 
 # Columns assign_arms adds for grouping; results.csv keeps the readable `settings` instead.
 INTERNAL = ["arm", "arm_sort", "vanilla_arm", "cell"]
-CLAIMS_FILE, POWER_FILE = "claims.csv", "power.csv"
+CLAIMS_FILE, CLAIMS_MD, POWER_FILE = "claims.csv", "claims.md", "power.csv"
 
 
 def _slug(text: str) -> str:
@@ -71,6 +71,10 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
         if not table.empty:
             table.to_csv(out / name, index=False)
             keep(out / name)
+    if not claims.empty:
+        # the claims alone, as a page other docs embed verbatim (docs/results.md does)
+        (out / CLAIMS_MD).write_text("\n".join(claims_section(claims, correction)[2:] + [""]), encoding="utf-8")
+        keep(out / CLAIMS_MD)
     if predictions is not None and not predictions.empty:
         predictions.to_csv(out / PREDICTIONS_FILE, index=False)
         keep(out / PREDICTIONS_FILE)

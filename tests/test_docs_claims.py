@@ -1,0 +1,35 @@
+"""docs/results.md's verdict is the report's claims table, verbatim: the block between its claims
+markers must equal docs/verdict_matrix/claims.md, which `make verdict-report` writes from the
+committed results.csv (tests/test_report_roundtrip.py checks that re-reading works)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_results_md_embeds_the_generated_claims():
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    begin, end = "<!-- claims.md: begin -->\n", "<!-- claims.md: end -->"
+    assert begin in results and end in results
+    embedded = results.split(begin, 1)[1].split(end, 1)[0]
+    generated = (ROOT / "docs" / "verdict_matrix" / "claims.md").read_text(encoding="utf-8")
+    assert embedded == generated
+    assert "| claim | test | estimate | p | p adj | result |" in generated
+
+
+def test_committed_claims_are_what_the_report_computes_from_results_csv(tmp_path):
+    """The committed claims.md is what the report writes today from the committed results.csv (the
+    Makefile's verdict-report command): a change to the statistics must regenerate the docs."""
+    import re
+    import shutil
+
+    from stilts_lab.report import write_report
+    source = ROOT / "docs" / "verdict_matrix"
+    for name in ("results.csv", "transfer_estimates.csv"):
+        shutil.copy(source / name, tmp_path / name)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    contrasts = re.findall(r"--contrast (\S+)", makefile.split("DECOMPOSITION :=", 1)[1].split("verdict-matrix:", 1)[0])
+    assert len(contrasts) == 4
+    written = write_report([tmp_path], tmp_path / "out", contrasts=contrasts)
+    assert written["claims.md"].read_text(encoding="utf-8") == (source / "claims.md").read_text(encoding="utf-8")
