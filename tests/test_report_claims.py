@@ -100,3 +100,27 @@ def test_plan_prints_designs_that_reach_the_effect(tmp_path, capsys):
     big_out = capsys.readouterr().out
     big = int(big_out.split("these checkpoints: ")[1].split(" trials")[0].split("= ")[1])
     assert big < small
+
+
+def test_block_design_matches_statsmodels_ols_on_the_committed_verdict():
+    """An independent fit of the same model (statsmodels OLS, score ~ C(cell) + C(column), a column
+    per arm and checkpoint) on the verdict's RTE trials gives the report's Δ mean and its p."""
+    import statsmodels.formula.api as smf
+
+    from stilts_lab.report.collect import collect_trials
+    from stilts_lab.report.tables import comparison_table
+    from tests.test_docs_claims import ROOT
+    df = collect_trials([ROOT / "docs" / "verdict_matrix"])
+    rte = df[(df["target"] == "rte") & df["scored"]].copy()
+    rte["column"] = [f"{i}:{s}" for i, s in zip(rte["intermediate"], rte["intermediate_seed"].fillna("-"))]
+    fit = smf.ols("best_dev_metric ~ 0 + C(column) + C(cell)", data=rte).fit()
+    names = {c: f"C(column)[{c}]" for c in set(rte["column"])}
+    weights = pd.Series(0.0, index=fit.params.index)
+    for seed in ("42", "43"):
+        weights[names[f"realfake_swapped:{seed}"]] += 0.5
+    weights[names["none:-"]] -= 1.0
+    test = fit.t_test(weights.to_numpy()[None, :])
+    row = comparison_table(df).set_index(["target", "intermediate"]).loc[("rte", "realfake_swapped")]
+    assert row["scope"] == "cond"
+    assert row["delta_mean"] == pytest.approx(float(test.effect[0]), abs=1e-9)
+    assert row["delta_mean_p"] == pytest.approx(float(test.pvalue), rel=1e-6)

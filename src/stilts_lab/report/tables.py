@@ -133,7 +133,7 @@ def delta(arm: pd.DataFrame, other: pd.DataFrame, fit, margin: float = MARGIN) -
 def _num(x) -> float | None:
     # Dev scores are ratios of small integers: rounding the fit's float noise (1e-17 for "no
     # difference") lets equal Δs tie, as they must for a ranking, without hiding a real difference.
-    x = round(float(x), 12)
+    x = round(float(x), 12) + 0.0   # + 0.0: no "-0.0000"
     return x if np.isfinite(x) else None
 
 
