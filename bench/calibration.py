@@ -52,7 +52,7 @@ def main() -> None:
         starred = (holm(matrix_tests(a, v)["cond_p"].reshape(reps, -1)) < ALPHA)[:, 0].mean()
         print(f"| {seeds} x {cells} | {k} standard errors ({k * se:.4f}) | {starred:.3f} |")
     a, v = synthetic_sweeps(rng, reps * 2, 1, 1, 6, 2, sd_cell=SD_CELL, sd_residual=SD_RESIDUAL)
-    equal = equal_budget_max_delta(a, v).ravel()
+    equal = equal_budget_max_delta(a[:, 0, 0], v[:, 0]).ravel()   # (reps, cells, seeds) against (reps, cells, 1)
     pooled = a.reshape(len(a), -1).max(-1) - v.reshape(len(v), -1).max(-1)
     print(f"\nΔ max under no effect, 2 seeds x 6 cells ({reps * 2} sweeps): equal budgets {equal.mean():+.4f} "
           f"(3 standard errors: {3 * equal.std() / np.sqrt(len(equal)):.1e}); pooled 12 against 6 {pooled.mean():+.4f}")
