@@ -322,7 +322,7 @@ def test_damaged_caches_are_rebuilt_not_trusted(tmp_path, data_dir, caplog):
     """A truncated intermediate checkpoint, a diverged or unreadable stage record, a damaged
     tokenization cache and a half-written metrics.json in the folder being resumed: each is noticed,
     rebuilt or run again, and the run ends as an undamaged one does."""
-    from stilts_lab.pipeline import checkpoint_problem
+    from stilts_lab.checkpoints import checkpoint_problem
 
     cache, out = tmp_path / "cache", tmp_path / "out"
     overrides = FAST + COPA_INTERMEDIATE

@@ -9,7 +9,8 @@ import pytest
 
 from stilts_lab.identity import config_hash, data_hashes, intermediate_key
 from stilts_lab.errors import DivergedError
-from stilts_lab.pipeline import COMPLETE_FILE, DIVERGED_SUFFIX, intermediate_data_parts, run
+from stilts_lab.checkpoints import DIVERGED_SUFFIX, intermediate_data_parts
+from stilts_lab.pipeline import COMPLETE_FILE, run
 from stilts_lab.results import METRICS_FILE
 from tests.conftest import compose_config, spy_stages
 

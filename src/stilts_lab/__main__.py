@@ -42,11 +42,27 @@ def _check_before_heavy_imports(cfg: DictConfig) -> None:
         raise
 
 
+def _own_gpu_per_worker(cfg: DictConfig) -> None:
+    """In a joblib worker of a GPU sweep, before CUDA starts here: this worker's own GPU (gpu_slots)."""
+    from hydra.core.hydra_config import HydraConfig
+    if "joblib" not in str(HydraConfig.get().launcher.get("_target_", "")):
+        return
+    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda"):
+        return
+    from stilts_lab.gpu_slots import assign_gpu
+    # one slot folder per command: its workers share it, another command's do not
+    gpu = assign_gpu(Path(HydraConfig.get().sweep.dir) / ".gpu_slots" / os.environ.get("STILTS_RUN_ID", "run"))
+    if gpu is not None:
+        log.info("worker %d: GPU %s", os.getpid(), gpu)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")  # src/stilts_lab/conf -> conf/
 def main(cfg: DictConfig) -> float | None:
     try:
         if not _in_sweep():
             _check_before_heavy_imports(cfg)
+        else:
+            _own_gpu_per_worker(cfg)
         from stilts_lab.pipeline import run  # heavy imports after Hydra has parsed the command line
         from stilts_lab.logging_setup import one_line_per_message
         one_line_per_message()  # after Hydra set up its handlers, before any Trainer logs

@@ -28,6 +28,15 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def gpu_count(devices) -> int:
+    """Lightning's `devices` as a number of GPUs: an int, a list of indices, or "auto" / -1 (all)."""
+    if isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
+        return len(devices)
+    if str(devices) in ("auto", "-1"):
+        return torch.cuda.device_count()
+    return int(devices)
+
+
 def device_info(cfg: DictConfig) -> dict:
     """What the trial ran on: timings are only comparable on the same device and precision."""
     accelerator = str(cfg.trainer.accelerator)
@@ -35,5 +44,5 @@ def device_info(cfg: DictConfig) -> dict:
     on_gpu = uses_gpu(accelerator) and torch.cuda.is_available()
     return {"accelerator": accelerator, "precision": str(cfg.trainer.precision),
             "name": torch.cuda.get_device_name(0) if on_gpu else cpu_name(),
-            "count": int(cfg.trainer.devices) if on_gpu else 1,
+            "count": gpu_count(cfg.trainer.devices) if on_gpu else 1,
             "cpu_threads": torch.get_num_threads(), "compile": cfg.trainer.get("compile")}

@@ -33,6 +33,8 @@ TASK_PATH_KEYS = ("files", "sources")
 INTERMEDIATE_VERSION = "2"
 # Bump when the token ids a tokenized split holds change (not for a change of storage format).
 TOKENIZATION_VERSION = "1"
+# Bump when a change to the real-fake recipe changes what a given config builds: old caches stop matching.
+RECIPE_VERSION = 3
 
 
 def digest(payload) -> str:
@@ -62,9 +64,23 @@ def result_settings(cfg: DictConfig) -> dict:
     return _without(OmegaConf.to_container(cfg, resolve=True), (*NEVER_CHANGES_RESULT, *task_paths))
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A trial: every setting that determines its result, and the content of every data file it
-    reads (data_hashes). Not where it runs or writes, nor how fast (NEVER_CHANGES_RESULT), nor the
+def code_versions(cfg: DictConfig) -> dict:
+    """The version constants of the code that a trial's result depends on: a bump retrains or rebuilds
+    every cache it names, so a trial run before it is another trial (resume must not keep it)."""
+    uses = {role: (cfg.get(role) or {}).get("format") for role in ("target", "intermediate")}
+    versions = {"tokenization": TOKENIZATION_VERSION}
+    if (cfg.get("intermediate") or {}).get("name") not in (None, "none"):
+        versions["intermediate"] = INTERMEDIATE_VERSION
+    if "realfake" in uses.values():
+        versions["recipe"] = RECIPE_VERSION
+    return versions
+
+
+def config_hash(cfg: DictConfig, checkpoint_key: str | None = None) -> str:
+    """A trial: every setting that determines its result, the content of every data file it reads
+    (data_hashes), the code versions behind it (code_versions) and, given, the key of the intermediate
+    checkpoint it starts from (which also covers what the config does not say: a real-fake set's
+    generator weights). Not where it runs or writes, nor how fast (NEVER_CHANGES_RESULT), nor the
     settings of what does not run: vanilla's intermediate block (else a sweep over intermediate.seed
     would train vanilla once per seed) and the generator where no stage is built by it."""
     settings = result_settings(cfg)
@@ -72,7 +88,10 @@ def config_hash(cfg: DictConfig) -> str:
         settings["intermediate"] = {"name": "none"}
     if not any((settings.get(role) or {}).get("format") == "realfake" for role in ("target", "intermediate")):
         settings.pop("generator", None)
-    return digest(settings | {"data_files": data_hashes(cfg)})
+    extra = {"data_files": data_hashes(cfg), "code": code_versions(cfg)}
+    if checkpoint_key is not None:
+        extra["intermediate_checkpoint"] = checkpoint_key
+    return digest(settings | extra)
 
 
 def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Training the intermediate stage into a temp folder: the part of pipeline.intermediate_checkpoint that may
+"""Training the intermediate stage into a temp folder: the part of checkpoints.intermediate_checkpoint that may
 run in a child process (trainer.isolate_intermediate), so that its heap leaves with the child and the target
 stage that follows in the parent starts from a clean one (docs/performance.md, "Memory of the default run").
 Everything it takes and returns is plain data: a child gets no Hydra context."""

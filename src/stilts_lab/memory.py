@@ -30,6 +30,16 @@ def set_mmap_threshold(threshold: int | None) -> bool:
     return mallopt is not None and mallopt(M_MMAP_THRESHOLD, int(threshold)) == 1
 
 
+# glibc's default threshold (128 KiB). Setting any value turns the dynamic threshold off for good, so
+# "restored" means this default, fixed: the closest glibc allows to a process that never set one.
+DEFAULT_MMAP_THRESHOLD = 128 * 1024
+
+
+def restore_mmap_threshold() -> bool:
+    mallopt = getattr(_libc(), "mallopt", None)
+    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD) == 1
+
+
 @functools.cache  # find_library runs ldconfig: once per process, not once per training step
 def _libc():
     if not sys.platform.startswith("linux"):

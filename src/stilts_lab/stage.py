@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Mapping
 
 import lightning as L
-import torch
 
 from stilts_lab.data.datamodule import TaskDataModule
 from stilts_lab.devices import uses_gpu
-from stilts_lab.memory import release_freed_memory, set_mmap_threshold
+from stilts_lab.memory import release_freed_memory
+from stilts_lab.process_settings import stage_settings_scope
 from stilts_lab.models.encoder import load_head_model
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
@@ -78,49 +78,45 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
                 realfake_file: Path | None = None, num_workers: int = 0, logger_cfg: Mapping | None = None,
                 metrics_file: Path | None = None) -> StageResult:
     L.seed_everything(seed, workers=True, verbose=False)
-    if trainer_cfg.get("num_threads"):
-        torch.set_num_threads(int(trainer_cfg["num_threads"]))
-    set_mmap_threshold(trainer_cfg.get("malloc_mmap_threshold"))  # before the training allocations
     trim_every = trainer_cfg.get("malloc_trim_every_n_steps")
     on_gpu = uses_gpu(trainer_cfg.get("accelerator"))
-    compiled = bool(trainer_cfg.get("compile"))
-    data = stage_data(task, tokenizer, batch_size=settings.batch_size, trainer_cfg=trainer_cfg, seed=seed,
-                      split_seed=split_seed, data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
-                      num_workers=num_workers)
-    kind = task["kind"]
-    model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
-                            attn_implementation="sdpa", head=head_config(kind, data.num_labels))
-    if compiled:
-        # in place: the state dict keeps its keys, so save_pretrained still writes a plain checkpoint
-        model.compile(mode=None if trainer_cfg["compile"] in ("default", True) else trainer_cfg["compile"],
-                      backend=trainer_cfg.get("compile_backend") or "inductor")
-    module = StageModule(model, kind=kind, metrics=list(task["metrics"]), num_labels=data.num_labels,
-                         lr=settings.lr, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
-                         gradient_clip_val=clip_value(trainer_cfg), fused=trainer_cfg.get("fused"),
-                         check_finite_every=int(trainer_cfg.get("log_every_n_steps") or 10), compiled=compiled)
-    # one column read from the Arrow table, not every row decoded
-    baseline = trivial_baseline(module.main_metric, list(data.train_set["label"]), list(data.eval_set["label"]),
-                                data.num_labels)
-    if on_gpu and trainer_cfg.get("matmul_precision"):
-        torch.set_float32_matmul_precision(trainer_cfg["matmul_precision"])  # TF32 for what stays fp32
-    trainer = L.Trainer(
-        accelerator=trainer_cfg["accelerator"], devices=trainer_cfg.get("devices", 1),
-        precision=trainer_cfg.get("precision", "32-true"), max_epochs=settings.max_epochs,
-        max_steps=settings.max_steps,
-        gradient_clip_val=None,  # the module clips itself (models/optim.py says why)
-        log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
-        enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
-        logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file),  # the `logger` config group
-        callbacks=[ReleaseFreedMemory(int(trim_every) if trim_every else None)],
-        # the best dev score is tracked in the module; target checkpoints would only cost disk
-        enable_checkpointing=False, num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # keep the length-grouped batches
-        enable_model_summary=False,
-        profiler=trainer_cfg.get("profiler"),  # null, or Lightning's simple / advanced / pytorch profiler
-    )
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    return StageResult(module, data, baseline, time.perf_counter() - start)
+    with stage_settings_scope(trainer_cfg, on_gpu):  # restored for whatever runs next in this process
+        compiled = bool(trainer_cfg.get("compile"))
+        data = stage_data(task, tokenizer, batch_size=settings.batch_size, trainer_cfg=trainer_cfg, seed=seed,
+                          split_seed=split_seed, data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
+                          num_workers=num_workers)
+        kind = task["kind"]
+        model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
+                                attn_implementation="sdpa", head=head_config(kind, data.num_labels))
+        if compiled:
+            # in place: the state dict keeps its keys, so save_pretrained still writes a plain checkpoint
+            model.compile(mode=None if trainer_cfg["compile"] in ("default", True) else trainer_cfg["compile"],
+                          backend=trainer_cfg.get("compile_backend") or "inductor")
+        module = StageModule(model, kind=kind, metrics=list(task["metrics"]), num_labels=data.num_labels,
+                             lr=settings.lr, warmup_ratio=settings.warmup_ratio, weight_decay=settings.weight_decay,
+                             gradient_clip_val=clip_value(trainer_cfg), fused=trainer_cfg.get("fused"),
+                             check_finite_every=int(trainer_cfg.get("log_every_n_steps") or 10), compiled=compiled)
+        # one column read from the Arrow table, not every row decoded
+        baseline = trivial_baseline(module.main_metric, list(data.train_set["label"]), list(data.eval_set["label"]),
+                                    data.num_labels)
+        trainer = L.Trainer(
+            accelerator=trainer_cfg["accelerator"], devices=trainer_cfg.get("devices", 1),
+            precision=trainer_cfg.get("precision", "32-true"), max_epochs=settings.max_epochs,
+            max_steps=settings.max_steps,
+            gradient_clip_val=None,  # the module clips itself (models/optim.py says why)
+            log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
+            enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
+            logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file),  # the `logger` config group
+            callbacks=[ReleaseFreedMemory(int(trim_every) if trim_every else None)],
+            # the best dev score is tracked in the module; target checkpoints would only cost disk
+            enable_checkpointing=False, num_sanity_val_steps=0,
+            use_distributed_sampler=False,  # keep the length-grouped batches
+            enable_model_summary=False,
+            profiler=trainer_cfg.get("profiler"),  # null, or Lightning's simple / advanced / pytorch profiler
+        )
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        return StageResult(module, data, baseline, time.perf_counter() - start)
 
 
 def stage_data(task: Mapping, tokenizer, *, batch_size: int, trainer_cfg: Mapping, seed: int, split_seed: int,

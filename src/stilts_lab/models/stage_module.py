@@ -134,11 +134,16 @@ class StageModule(L.LightningModule):
 
     # --- dev metrics -----------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
+        if self.diverged:  # Lightning still runs the epoch's dev pass after should_stop: nothing to score
+            return
         labels = batch.pop("labels")
         logits = self.model(**batch).logits
         self.dev_metrics.update(self.predictions(logits.float()), labels)
 
     def on_validation_epoch_end(self):
+        if self.diverged:  # weights after a non-finite step are not a result: never scored
+            self.dev_metrics.reset()
+            return
         scores = {k: float(v) for k, v in self.dev_metrics.compute().items()}
         self.dev_metrics.reset()
         scores = {k: (v if math.isfinite(v) else 0.0) for k, v in scores.items()}

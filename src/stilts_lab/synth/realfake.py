@@ -174,10 +174,10 @@ def _write_set(final: Path, rows: list[dict], provenance: dict) -> None:
         raise
 
 
-def build_from_config(cfg, role: str = "intermediate") -> Path:
-    """build_realfake from a composed Hydra config: the task cfg.<role> (intermediate or target), with
-    cfg.generator and cfg.paths. An intermediate set is seeded by intermediate.seed; a target set,
-    which every trial of a grid must share, by data.split_seed (as the target's carve is)."""
+def build_arguments(cfg, role: str = "intermediate") -> dict:
+    """build_realfake's arguments from a composed Hydra config: the task cfg.<role> (intermediate or
+    target), with cfg.generator and cfg.paths. An intermediate set is seeded by intermediate.seed; a
+    target set, which every trial of a grid must share, by data.split_seed (as the target's carve is)."""
     from omegaconf import OmegaConf
 
     from stilts_lab.devices import torch_device
@@ -198,10 +198,22 @@ def build_from_config(cfg, role: str = "intermediate") -> Path:
     check_filter(filtering, int(task.num_fakes), fakes, role)
     seed = task.seed if role == "intermediate" else cfg.data.split_seed
     data_dir = Path(cfg.paths.data_dir)
-    return build_realfake(
+    return dict(
         gen_cfg=OmegaConf.to_container(cfg.generator, resolve=True),
         sources=[data_dir / s for s in task.sources],
         num_examples=int(task.train_size) + int(task.eval_size or 0),
         num_fakes=int(task.num_fakes), seed=int(seed), cache_dir=Path(cfg.paths.cache_dir),
         words_max=int(task.words_max), words_min=int(task.words_min),
-        device=torch_device(cfg.trainer.accelerator), fakes=fakes, adversarial_filter=filtering, isolate=True)
+        device=torch_device(cfg.trainer.accelerator), fakes=fakes, adversarial_filter=filtering)
+
+
+def build_from_config(cfg, role: str = "intermediate") -> Path:
+    """build_realfake from a composed Hydra config (build_arguments), in a child process."""
+    return build_realfake(**build_arguments(cfg, role), isolate=True)
+
+
+def key_from_config(cfg, role: str = "intermediate") -> str:
+    """The cache key (folder name) of the set build_from_config builds, without building it."""
+    args = build_arguments(cfg, role)
+    args.pop("cache_dir")
+    return spec_key(build_spec(**args))

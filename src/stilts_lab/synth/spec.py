@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 from stilts_lab.data.readers import file_sha256
 from stilts_lab.errors import ConfigError, DataError
+from stilts_lab import identity
 from stilts_lab.identity import realfake_build_key
 from stilts_lab.synth.controlled import BALANCED_FEATURES, OVERSAMPLE
 from stilts_lab.synth.generator import resolve_dtype
@@ -16,8 +17,6 @@ from stilts_lab.synth.generator import resolve_dtype
 FAKES = ("paper", "controlled", "swapped")
 GENERATED = ("paper", "controlled")
 
-# Bump when a change to the recipe changes what a given config builds: old caches stop matching.
-RECIPE_VERSION = 3
 
 
 def _generator_identity(gen_cfg: Mapping) -> dict:
@@ -60,7 +59,7 @@ def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, 
             raise DataError(f"data file not found: {path}")
     if fakes not in FAKES:
         raise ConfigError(f"intermediate.fakes must be one of {', '.join(FAKES)}, got {fakes!r}")
-    spec = {"recipe_version": RECIPE_VERSION, "fakes": fakes, "seed": seed, "num_examples": num_examples,
+    spec = {"recipe_version": identity.RECIPE_VERSION, "fakes": fakes, "seed": seed, "num_examples": num_examples,
             "num_fakes": num_fakes, "words_max": words_max, "words_min": words_min,
             "sources": [file_sha256(p) for p in sources]}
     filtering = check_filter(adversarial_filter, num_fakes, fakes)

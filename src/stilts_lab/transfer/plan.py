@@ -39,7 +39,7 @@ def _plain(cfg: DictConfig) -> Start:
 
 
 def _paths(cfg: DictConfig) -> tuple[str | None, str | None]:
-    from stilts_lab.pipeline import abspath
+    from stilts_lab.checkpoints import abspath
     return abspath(cfg.paths.data_dir), abspath(cfg.paths.cache_dir)
 
 
@@ -102,8 +102,8 @@ def from_overrides(overrides: list[str]) -> Plan:
     """Compose each trial's config; find (or train) the intermediate checkpoint it would start from."""
     from hydra import compose, initialize_config_dir
     from stilts_lab.checks import check_config
+    from stilts_lab.checkpoints import intermediate_checkpoint, locate
     from stilts_lab.models.encoder import load_tokenizer
-    from stilts_lab import pipeline
 
     cfgs, starts, seen = [], [], set()
     trials = expand(overrides)
@@ -114,13 +114,13 @@ def from_overrides(overrides: list[str]) -> Plan:
         check_config(cfg)
         if str(cfg.intermediate.name) == "none":
             continue
-        ident = OmegaConf.to_yaml(cfg.intermediate) + OmegaConf.to_yaml(cfg.model)
-        if ident in seen:
+        key = locate(cfg).key   # identity.intermediate_key: the one definition of "the same checkpoint"
+        if key in seen:
             continue
-        seen.add(ident)
+        seen.add(key)
         # logs of an intermediate trained here go beside the cache, never into a sweep folder
         OmegaConf.update(cfg, "output_dir", str(Path(_paths(cfg)[1] or ".") / "transfer-runs"), force_add=True)
         tokenizer = load_tokenizer(resolve_tokenizer(cfg.model))
-        _, path = pipeline.intermediate_checkpoint(cfg, tokenizer, resolve_pretrained(cfg.model))
+        _, path = intermediate_checkpoint(cfg, tokenizer, resolve_pretrained(cfg.model))
         starts.append(Start(str(cfg.intermediate.name), int(cfg.intermediate.seed), str(path)))
     return _merge(cfgs, starts)
