@@ -26,10 +26,37 @@ def test_cpu_throughput_bench_smoke(tmp_path, data_dir):
     assert record["epochs"] == 1
     assert list(record["train_examples_per_second"]) == arms
     table = proc.stdout[proc.stdout.index("project / arm"):]
+    rates = record["train_examples_per_second"]
     for arm in arms:
-        assert f"\n{arm} " in table
-    (project_row,) = [line for line in table.splitlines()[1:] if line.startswith("project ")]
-    assert project_row.split()[-1] == "1.00"  # the project against itself
+        (row,) = [line for line in table.splitlines()[1:] if line.startswith(f"{arm} ")]
+        # the printed ratio is the JSON's medians divided here, not the bench's own arithmetic
+        assert row.split()[-1] == f"{rates['project']['median'] / rates[arm]['median']:.2f}", row
+        assert rates[arm]["min"] <= rates[arm]["median"] <= rates[arm]["max"]
+
+
+def _arms_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_arms", REPO / "bench" / "arms.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # its dataclasses look their module up by name
+    spec.loader.exec_module(sys.modules[spec.name])
+    return module
+
+
+def test_the_ratio_table_divides_the_medians(capsys):
+    """Hand-computed: the project's runs 30, 10, 20 ex/s have median 20; a peer's 8 and 12, median 10
+    (the mean of the middle two); another's 40. project / arm: 2.00 and 0.50. Without a project arm
+    the ratio column says "-"."""
+    arms = _arms_module()
+    stats = arms.summary({"project": [30.0, 10.0, 20.0], "peer": [8.0, 12.0], "fast": [40.0]})
+    assert {name: (s["median"], s["min"], s["max"]) for name, s in stats.items()} == {
+        "project": (20.0, 10.0, 30.0), "peer": (10.0, 8.0, 12.0), "fast": (40.0, 40.0, 40.0)}
+    arms.print_table(stats)
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert {name: row[-1] for name, row in rows.items()} == {"project": "1.00", "peer": "2.00", "fast": "0.50"}
+    assert rows["peer"][1:3] == ["10.00", "8.00-12.00"]
+    arms.print_table({"peer": stats["peer"]}, mine="project")
+    assert capsys.readouterr().out.splitlines()[2].split()[-1] == "-"
 
 
 def _gpu_session(tmp_path, data_dir, **env):

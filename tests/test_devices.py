@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from stilts_lab.devices import native_bf16, torch_device, uses_gpu
-from stilts_lab.pipeline import config_hash, intermediate_data_parts, intermediate_key
+from stilts_lab.checkpoints import intermediate_data_parts
+from stilts_lab.identity import config_hash, intermediate_key
 from stilts_lab.synth import realfake
 from tests.conftest import compose_config
 

@@ -163,8 +163,10 @@ def shuffle_choices(examples: list[dict], seed: int) -> list[dict]:
 
 
 def subset(examples: list[dict], size: int | None, seed: int) -> list[dict]:
-    """The first `size` examples of a seeded permutation: the same subset for every trial that
-    shares the split seed, and nested (a 500 subset contains the 250 one)."""
+    """The first `size` examples of a seeded permutation, returned in their original (file) order:
+    the same subset for every trial that shares the split seed, and nested (a 500 subset contains the
+    250 one). The order is the file's, so the head of the result is not a random draw: take a smaller
+    random subset with another call (transfer/features.py does)."""
     if size is None or size >= len(examples):
         return examples
     order = list(range(len(examples)))

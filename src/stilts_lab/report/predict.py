@@ -8,10 +8,19 @@ The CSV has one row per (starting point, target, estimator):
     estimator          e.g. "LogME", "HScore"; higher means "predicted to transfer better"
     score              the estimate
     seconds            what computing it cost (encoding plus scoring)
+and, written since the estimates were keyed by checkpoint (older CSVs lack them):
+    model              the model name, as in metrics.json
+    checkpoint_key     the intermediate checkpoint's key (metrics.json's intermediate_checkpoint.key,
+                       the name of its cache folder); empty for "none"
 
-An arm pooling several intermediate seeds is predicted by the mean of its seeds' scores. The
-candidates of a target are its intermediate arms (realised Δ mean against vanilla) and, when the
-CSV scores "none", vanilla itself (Δ = 0 by definition: choosing no intermediate stage).
+An arm is predicted by the mean over exactly its own checkpoints: the keys its scored trials
+recorded in metrics.json, matched with the CSV's rows of the same model, so two ablation arms of
+one intermediate task (another intermediate.train_size) get their own scores and two models never
+share one. Where either side lacks keys (an older CSV; a report folder holding only results.csv),
+an arm is predicted, as before, by the mean of the rows of its intermediate's name (of its model,
+where the CSV records one): an arm pooling several intermediate seeds by the mean of its seeds'
+scores. The candidates of a target are its intermediate arms (realised Δ mean against vanilla)
+and, when the CSV scores "none", vanilla itself (Δ = 0 by definition: choosing no intermediate stage).
 
 Per (target, estimator):
 - Spearman's rho between score and realised Δ mean (scipy.stats.spearmanr);
@@ -48,27 +57,67 @@ from stilts_lab.report.arms import VANILLA, arm_label
 ESTIMATES_FILE = "transfer_estimates.csv"
 PREDICTIONS_FILE = "predictions.csv"   # the report's scores of the estimates, one row per (target, estimator)
 COLUMNS = ["intermediate", "intermediate_seed", "target", "estimator", "score", "seconds"]
+KEYS = ["model", "checkpoint_key"]   # optional: older CSVs lack them (None in the frame read_estimates returns)
+ARM_CHECKPOINTS = "arm_checkpoints"  # estimates.attrs: which checkpoint keys each arm's trials started from
 REGRET_KS = (1, 3)
 RESAMPLES = 2_000
 RESAMPLE_SEED = 0
 
 
+def _text_or_none(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) or str(value) == "" else str(value)
+
+
 def read_estimates(dirs: Sequence[Path]) -> pd.DataFrame | None:
-    """Every DIR/transfer_estimates.csv of the report's folders, concatenated; None if none."""
+    """Every DIR/transfer_estimates.csv of the report's folders, concatenated; None if none. Columns:
+    COLUMNS and KEYS (None where a CSV lacks them). Where some row has a checkpoint key, attrs
+    [ARM_CHECKPOINTS] holds arm_checkpoints(dirs), for candidates() to join them by."""
     frames = []
     for d in dirs:
         path = Path(d) / ESTIMATES_FILE
         if not path.is_file():
             continue
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={c: str for c in KEYS})  # a key may look like a number ("1234e5678901")
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise StiltsError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})")
         bad = frame.index[pd.to_numeric(frame["score"], errors="coerce").isna()]
         if len(bad):
             raise StiltsError(f"{path}:{bad[0] + 2}: score is not a number: {frame.at[bad[0], 'score']!r}")
-        frames.append(frame[COLUMNS].astype({"score": float, "intermediate": str, "target": str}))
-    return pd.concat(frames, ignore_index=True) if frames else None
+        frame = frame.reindex(columns=COLUMNS + KEYS)
+        for column in KEYS:
+            frame[column] = frame[column].map(_text_or_none).astype(object)
+        frames.append(frame.astype({"score": float, "intermediate": str, "target": str}))
+    if not frames:
+        return None
+    out = pd.concat(frames, ignore_index=True)
+    if out["checkpoint_key"].notna().any():
+        out.attrs[ARM_CHECKPOINTS] = arm_checkpoints(dirs)
+    return out
+
+
+def arm_checkpoints(dirs: Sequence[Path]) -> pd.DataFrame:
+    """One row per (model, target, intermediate, settings, checkpoint_key): the intermediate
+    checkpoints the scored trials of each arm started from (metrics.json's intermediate_checkpoint.key),
+    the arms as the report forms them from the same folders. Empty for a folder holding only
+    results.csv, which does not record the keys."""
+    from stilts_lab.report.collect import collect_trials
+    from stilts_lab.results import METRICS_FILE, read_metrics
+
+    columns = ["model", "target", "intermediate", "settings", "checkpoint_key"]
+    df = collect_trials(dirs)
+    rows = []
+    if not df.empty:
+        for i in df.index[df["scored"] & (df["intermediate"] != VANILLA)]:
+            path = Path(str(df.at[i, "path"]))
+            if path.name != METRICS_FILE or not path.is_file():
+                continue
+            metrics = read_metrics(path)
+            checkpoint = metrics.get("intermediate_checkpoint") if isinstance(metrics, dict) else None
+            key = _text_or_none((checkpoint or {}).get("key"))
+            if key is not None:
+                rows.append([str(df.at[i, c]) for c in columns[:4]] + [key])
+    return pd.DataFrame(rows, columns=columns).drop_duplicates(ignore_index=True)
 
 
 def spearman(predicted: np.ndarray, realised: np.ndarray) -> float | None:
@@ -152,22 +201,48 @@ def top_pick(predicted: np.ndarray, realised: np.ndarray) -> tuple[int, int, flo
     return pick, best, float(realised[best] - realised[pick])
 
 
-def candidates(comparisons: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
+def candidates(comparisons: pd.DataFrame, estimates: pd.DataFrame, links: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (model, target, estimator, candidate arm) with its `score`, realised
-    `delta_mean` and `seconds` (the estimate's cost, summed over the arm's seeds)."""
-    est = estimates.groupby(["target", "estimator", "intermediate"], as_index=False).agg(
-        score=("score", "mean"), seconds=("seconds", "sum"), seeds=("score", "size"))
+    `delta_mean` and `seconds` (the estimate's cost, summed over the rows that score it). `links`:
+    arm_checkpoints(), by default the one read_estimates() left in estimates.attrs. An arm whose
+    trials recorded checkpoint keys is scored by the rows of those keys (its model's), the mean over
+    its checkpoints; else by the rows of its intermediate's name, of its model where a row says."""
+    estimates = estimates.reindex(columns=list(dict.fromkeys(list(estimates.columns) + KEYS)))
+    if links is None:
+        links = estimates.attrs.get(ARM_CHECKPOINTS)
+    own_keys: dict = {}
+    if links is not None:
+        for r in links.itertuples(index=False):
+            own_keys.setdefault((r.model, r.target, r.intermediate, r.settings), set()).add(r.checkpoint_key)
+    estimators = sorted(estimates["estimator"].unique())
+    has_vanilla = bool((estimates["intermediate"] == VANILLA).any())
     rows = []
     for (model, target), comp in comparisons.groupby(["model", "target"], sort=True):
         realised = comp[comp["no_delta"] == ""][["intermediate", "settings", "delta_mean"]]
-        if (est["intermediate"] == VANILLA).any():
+        if has_vanilla:
             realised = pd.concat([pd.DataFrame([dict(intermediate=VANILLA, settings="", delta_mean=0.0)]),
                                   realised], ignore_index=True)
-        joined = realised.merge(est[est["target"] == target], on="intermediate")
-        joined.insert(0, "model", model)
-        rows.append(joined)
+        mine = estimates[(estimates["target"] == target)
+                         & (estimates["model"].isna() | (estimates["model"] == model))]
+        for arm in realised.itertuples(index=False):
+            keys = own_keys.get((model, target, arm.intermediate, arm.settings))
+            by_key = mine[mine["checkpoint_key"].isin(keys)] if keys else mine.iloc[:0]
+            if len(by_key):      # exactly this arm's checkpoints: a mean per checkpoint, then over them
+                matched, per_checkpoint = by_key, True
+            else:                # by name: every row of that intermediate (only unkeyed ones where keys exist)
+                named = mine[mine["intermediate"] == arm.intermediate]
+                matched, per_checkpoint = (named[named["checkpoint_key"].isna()] if keys else named), False
+            for estimator in estimators:
+                group = matched[matched["estimator"] == estimator]
+                if not len(group):
+                    continue
+                score = (group.groupby("checkpoint_key")["score"].mean().mean() if per_checkpoint
+                         else group["score"].mean())
+                rows.append(dict(model=model, target=target, estimator=estimator, intermediate=arm.intermediate,
+                                 settings=arm.settings, score=float(score), delta_mean=arm.delta_mean,
+                                 seconds=float(group["seconds"].sum())))
     columns = ["model", "target", "estimator", "intermediate", "settings", "score", "delta_mean", "seconds"]
-    return pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def trial_seconds(trials: pd.DataFrame) -> dict:

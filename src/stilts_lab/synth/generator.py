@@ -72,10 +72,15 @@ DTYPES = ("auto", "float32", "bfloat16")
 
 def resolve_dtype(name: str | None, device: str = "cpu") -> str:
     """The generator's weight dtype. auto: bfloat16 where the hardware computes it natively (a CUDA
-    GPU with bf16, a CPU whose oneDNN has bf16 kernels: AVX512-BF16 / AMX), else float32. On such a
-    CPU bf16 halves the bytes each decoding step reads and doubles the matmul rate (measured 2-3x,
-    bench/builder_throughput.py); elsewhere it is emulated and slower."""
+    GPU with bf16, a CPU with AVX512-BF16 or AMX-BF16), else float32. On such a CPU bf16 halves the
+    bytes each decoding step reads and doubles the matmul rate (measured 2-3x,
+    bench/builder_throughput.py); elsewhere it is emulated and slower. The CPU's answer is
+    devices.native_bf16, the one check the trainer's precision also reads: oneDNN's own
+    (torch.ops.mkldnn._is_mkldnn_bf16_supported) says yes on any AVX512 CPU, so asking it would build
+    another real-fake set (the dtype is in the set's key, spec.py) on such a CPU."""
     import torch
+
+    from stilts_lab.devices import native_bf16
 
     name = name or "float32"
     if name not in DTYPES:
@@ -84,7 +89,7 @@ def resolve_dtype(name: str | None, device: str = "cpu") -> str:
         return name
     if str(device).startswith("cuda"):
         return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+    return "bfloat16" if native_bf16() else "float32"
 
 
 def load_generator(gen_cfg: Mapping, cache_dir: Path, device: str = "cpu"):

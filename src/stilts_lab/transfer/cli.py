@@ -11,13 +11,49 @@ from stilts_lab.transfer.estimate import OUT_FILE, cost_lines, estimate, write
 
 
 def table(df) -> str:
-    # the plain encoder has no intermediate seed: "-", not NaN, or pivot_table would drop its rows
-    seeds = df["intermediate_seed"].astype("string").fillna("-").replace("", "-")
-    keyed = df.assign(intermediate_seed=seeds)
-    wide = keyed.pivot_table(index=["target", "intermediate", "intermediate_seed"], columns="estimator",
-                             values="score").reset_index()
+    # the plain encoder has no intermediate seed nor key: "-", not NaN, or pivot_table would drop its
+    # rows; the key keeps apart two checkpoints of one name and seed (ablation arms), which it would average
+    dash = {c: df[c].astype("string").fillna("-").replace("", "-") for c in ("intermediate_seed", "checkpoint_key")}
+    keyed = df.assign(**dash)
+    wide = keyed.pivot_table(index=["target", "intermediate", "intermediate_seed", "checkpoint_key"],
+                             columns="estimator", values="score").reset_index()
     wide.columns.name = None
     return wide.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def sweep_models(folder: Path) -> list[str]:
+    """The model names of the trials plan.from_sweep reads (a recorded config, a target)."""
+    from omegaconf import OmegaConf
+
+    from stilts_lab.results import METRICS_FILE, read_metrics
+    names = []
+    for path in sorted(folder.rglob(METRICS_FILE)):
+        metrics = read_metrics(path)
+        if isinstance(metrics, dict) and metrics.get("config"):
+            cfg = OmegaConf.create(metrics["config"])
+            if str(cfg.target.name) != "none":
+                names.append(str(cfg.model.name))
+    return list(dict.fromkeys(names))
+
+
+def override_models(overrides: list[str]) -> list[str]:
+    """The model names of the trials the overrides expand to, composed as plan.from_overrides does."""
+    from hydra import compose, initialize_config_dir
+
+    from stilts_lab.transfer.plan import CONF, expand
+    trials = expand(overrides)   # Hydra's own context, closed before ours opens
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return list(dict.fromkeys(str(compose(config_name="config", overrides=trial).model.name)
+                                  for trial in trials))
+
+
+def one_model(models: list[str], what: str) -> str | None:
+    """The plan encodes every start with one tokenizer and scores one plain encoder (the first
+    trial's model): a sweep over several models is estimated one model at a time."""
+    if len(models) > 1:
+        raise StiltsError(f"{what}: trials of {len(models)} models ({', '.join(models)}); estimate each model "
+                          "on its own (its trials' folder, or the overrides with model=NAME)")
+    return models[0] if models else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,15 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from stilts_lab.transfer import plan as plans
         folder = Path(args.what[0])
+        if args.max_examples < 2:
+            raise StiltsError(f"--max-examples={args.max_examples}: need at least 2 examples")
         if len(args.what) == 1 and "=" not in args.what[0] and folder.is_dir():
+            model = one_model(sweep_models(folder), str(folder))
             plan, out = plans.from_sweep(folder), args.out or folder / OUT_FILE
         else:
             if args.out is None:
                 raise StiltsError(f"--out CSV is required when estimating from overrides ({' '.join(args.what)})")
+            # before from_overrides, which may train intermediate checkpoints
+            model = one_model(override_models(list(args.what)), " ".join(args.what))
             plan, out = plans.from_overrides(list(args.what)), args.out
-        if args.max_examples < 2:
-            raise StiltsError(f"--max-examples={args.max_examples}: need at least 2 examples")
-        df = estimate(plan, max_examples=args.max_examples, batch_size=args.batch_size)
+        df = estimate(plan, model=model, max_examples=args.max_examples, batch_size=args.batch_size)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

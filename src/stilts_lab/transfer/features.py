@@ -15,6 +15,7 @@ from transformers import AutoModel
 
 from stilts_lab.data.batching import LengthGroupedBatchSampler, collator
 from stilts_lab.data.datamodule import TaskDataModule
+from stilts_lab.data.tasks import subset
 from stilts_lab.errors import ConfigError
 
 
@@ -27,13 +28,18 @@ class Features:
 
 
 def target_data(task: Mapping, tokenizer, *, data_dir, cache_dir, split_seed: int, max_examples: int) -> TaskDataModule:
-    """The target's training split exactly as a trial reads it (train_size subset included), capped."""
+    """The target's training split exactly as a trial reads it (train_size subset included), capped
+    at max_examples drawn at random under split_seed. The data module keeps its rows in file order
+    (tasks.subset returns its draw sorted), so the head would be the file's first lines: the cap is a
+    draw of its own, by the same seeded permutation (nested: a 500 cap holds the 250 one)."""
     dm = TaskDataModule(task, tokenizer, batch_size=32, seed=0, split_seed=split_seed,
                         data_dir=data_dir, cache_dir=cache_dir)
     dm.setup()
-    if len(dm.train_set) > max_examples:  # the subset is already a seeded permutation: its head is random
-        dm.train_set = dm.train_set.select(range(max_examples))
-        dm.lengths["train"] = dm.lengths["train"][:max_examples]
+    if len(dm.train_set) > max_examples:
+        keep = subset(range(len(dm.train_set)), max_examples, split_seed)
+        dm.train_set = dm.train_set.select(keep)
+        dm.lengths["train"] = [dm.lengths["train"][i] for i in keep]
+        dm.splits["train"] = dict(dm.splits["train"], rows=[dm.splits["train"]["rows"][i] for i in keep])
     return dm
 
 
