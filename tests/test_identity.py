@@ -14,7 +14,8 @@ from tests.conftest import compose_config
 PROBES = {
     "paths": ("paths.cache_dir", "/somewhere/else"), "hydra": ("hydra.job.name", "other"),
     "logger": ("logger.tensorboard", {"save_dir": "tb"}), "output_dir": ("output_dir", "/out/elsewhere"),
-    "resume": ("resume", False), "trainer.num_threads": ("trainer.num_threads", 1),
+    "resume": ("resume", False), "require_prepared": ("require_prepared", True),
+    "prepare": ("prepare.index", 3), "trainer.num_threads": ("trainer.num_threads", 1),
     "trainer.enable_progress_bar": ("trainer.enable_progress_bar", False),
     "trainer.log_every_n_steps": ("trainer.log_every_n_steps", 1), "trainer.pin_memory": ("trainer.pin_memory", True),
     "trainer.malloc_mmap_threshold": ("trainer.malloc_mmap_threshold", 1048576),

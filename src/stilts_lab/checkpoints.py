@@ -20,7 +20,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from stilts_lab.data.task_files import task_files
-from stilts_lab.errors import DivergedError
+from stilts_lab.errors import ConfigError, DivergedError
 from stilts_lab.identity import cached_file_sha256, intermediate_key
 from stilts_lab.intermediate_stage import COMPLETE_FILE, diverged_message, train_into
 from stilts_lab.memory import run_isolated
@@ -159,8 +159,23 @@ def train_and_publish(cfg: DictConfig, ckpt: Checkpoint, tokenizer, encoder_sour
     return info
 
 
+def prepared_checkpoint(cfg: DictConfig) -> tuple[str, Path]:
+    """(key, folder) of a checkpoint the prepare phase trained; building or training nothing."""
+    key = expected_key(cfg)
+    folder = Path(abspath(cfg.paths.cache_dir)) / "intermediate" / f"{cfg.intermediate.name}-{key}"
+    problem = checkpoint_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"require_prepared=true, but intermediate checkpoint {folder} is {problem}: run "
+                          "`python -m stilts_lab.prepare <this sweep's overrides>` first (or drop require_prepared)")
+    log.info("reading prepared intermediate checkpoint %s", folder)
+    return key, folder
+
+
 def intermediate_checkpoint(cfg: DictConfig, tokenizer, encoder_source: str) -> tuple[str, Path]:
-    """(key, folder) of the config's intermediate checkpoint: reused when usable, else trained once."""
+    """(key, folder) of the config's intermediate checkpoint: reused when usable, else trained once
+    (with require_prepared, only read: prepared_checkpoint)."""
+    if cfg.get("require_prepared"):
+        return prepared_checkpoint(cfg)
     ckpt = locate(cfg)
     ckpt.folder.parent.mkdir(parents=True, exist_ok=True)
     if checkpoint_problem(ckpt.folder) is None:

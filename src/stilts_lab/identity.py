@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 # result. Dotted config keys; a key names its whole subtree. Every key below leaves them out, and
 # the report does not read them as settings that tell arms apart (report/arms.py).
 NEVER_CHANGES_RESULT = (
-    "paths", "hydra", "logger", "output_dir", "resume",
+    "paths", "hydra", "logger", "output_dir", "resume", "require_prepared", "prepare",
     "trainer.num_threads", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.pin_memory",
     "trainer.malloc_mmap_threshold", "trainer.malloc_trim_every_n_steps", "trainer.profiler",
     "trainer.isolate_intermediate",
