@@ -16,10 +16,6 @@ from stilts_lab.report.arms import arm_label
 MATRIX_FILE = "transfer_matrix.csv"
 
 
-def row_label(intermediate: str, settings: str) -> str:
-    return arm_label(intermediate, settings)
-
-
 def column_label(target: str, metric: str, model: str | None = None) -> str:
     return f"{target} ({metric})" + (f" [{model}]" if model else "")
 
@@ -38,7 +34,7 @@ def transfer_matrix(comparisons: pd.DataFrame) -> pd.DataFrame:
                    intermediate=r["intermediate"], settings=r["settings"],
                    intermediate_seeds=r["intermediate_seeds"], cells=r["cells"], budget_n=r["budget_n"],
                    scope=r["scope"],
-                   row=row_label(r["intermediate"], r["settings"]),
+                   row=arm_label(r["intermediate"], r["settings"]),
                    column=column_label(r["target"], r["metric_name"], r["model"] if several_models else None))
         for stat in ("mean", "max"):
             for part in ("", "_low", "_high", "_p", "_p_adj", "_significant"):
