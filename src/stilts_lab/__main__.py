@@ -86,6 +86,11 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from stilts_lab.command_line import unknown_group_choice
+    # a user's own config dirs (hydra.searchpath) may hold more options: Hydra decides there
+    if not any("searchpath" in a for a in sys.argv[1:]) and (problem := unknown_group_choice(sys.argv[1:])):
+        print(problem, file=sys.stderr)
+        sys.exit(1)
     # A new id for this command, set before Hydra launches anything: sweep workers inherit it, so
     # the trials of one command are told from an earlier one's (sweep_status, pipeline's DIVERGED_SUFFIX).
     os.environ["STILTS_RUN_ID"] = uuid.uuid4().hex[:12]

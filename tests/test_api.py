@@ -1,0 +1,26 @@
+"""The Python entry points a notebook uses, and the command line's one-line answer to a typo."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import stilts_lab
+from stilts_lab.command_line import unknown_group_choice
+from tests.conftest import TINY
+
+
+def test_run_from_python_then_load_its_results(tmp_path, data_dir, cache_dir, monkeypatch):
+    monkeypatch.setenv("STILTS_DATA_DIR", str(data_dir))
+    metrics = stilts_lab.run(TINY + [f"paths.cache_dir={cache_dir}"], output_dir=tmp_path / "trial")
+    assert metrics["status"] in ("ok", "diverged") and (tmp_path / "trial" / "metrics.json").is_file()
+    results = stilts_lab.load_results(tmp_path)
+    assert len(results) == 1 and results.loc[0, "best_dev_metric"] == metrics["best_dev_metric"]
+    assert results.loc[0, "arm"] and results.loc[0, "intermediate"] == "none"
+
+
+def test_a_typo_in_a_group_is_one_line_naming_the_option():
+    run = subprocess.run([sys.executable, "-m", "stilts_lab", "target=rtee"], capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.strip() == "error: target=rtee: no target 'rtee' (did you mean rte?)"
+    assert unknown_group_choice(["intermediate=none,hellaswag_q"]).endswith("(did you mean hellaswag_p, hellaswag?)")
+    assert unknown_group_choice(["+experiment=verdict_matrix", "target=rte", "optim.lr=1e-5"]) is None
+    assert "options: " in unknown_group_choice(["model=zzzz"])
