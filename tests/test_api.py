@@ -13,6 +13,9 @@ def test_run_from_python_then_load_its_results(tmp_path, data_dir, cache_dir, mo
     monkeypatch.setenv("STILTS_DATA_DIR", str(data_dir))
     metrics = stilts_lab.run(TINY + [f"paths.cache_dir={cache_dir}"], output_dir=tmp_path / "trial")
     assert metrics["status"] in ("ok", "diverged") and (tmp_path / "trial" / "metrics.json").is_file()
+    from datetime import datetime
+    start, end = (datetime.fromisoformat(metrics[k]) for k in ("started_at", "finished_at"))
+    assert start.utcoffset().total_seconds() == 0 and 0 < (end - start).total_seconds() < 600
     results = stilts_lab.load_results(tmp_path)
     assert len(results) == 1 and results.loc[0, "best_dev_metric"] == metrics["best_dev_metric"]
     assert results.loc[0, "arm"] and results.loc[0, "intermediate"] == "none"

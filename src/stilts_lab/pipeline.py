@@ -4,6 +4,7 @@ The intermediate checkpoint comes from checkpoints.py (cached by key, trained on
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -49,8 +50,14 @@ def initial_metrics(cfg: DictConfig) -> dict:
         "best_dev_metric": None, "last_dev_metric": None, "trivial_baseline": None,
         "train_seconds": None, "examples_per_second": None, "intermediate_checkpoint": None,
         "split": None, "status": "failed", "error": None,
+        # UTC, so that a preregistration's commit can be shown to precede every trial
+        "started_at": utc_now(), "finished_at": None,
         "config": OmegaConf.to_container(cfg, resolve=True), "versions": None, "device": None,
     }
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def identify(cfg: DictConfig, metrics: dict) -> None:
@@ -143,7 +150,7 @@ def run(cfg: DictConfig) -> dict:
         score(metrics, result, cfg)
         write_json_atomic(out / SPLITS_FILE, trial_splits(metrics["intermediate_checkpoint"], result.data.splits))
     except BaseException as e:
-        metrics.update(status="failed", error=f"{type(e).__name__}: {e}")
+        metrics.update(status="failed", error=f"{type(e).__name__}: {e}", finished_at=utc_now())
         if metrics["config_hash"] is None:   # the checkpoint key could not be known: the hash without it
             try:
                 metrics["config_hash"] = config_hash(cfg)
@@ -151,6 +158,7 @@ def run(cfg: DictConfig) -> dict:
                 pass
         write_json_atomic(out / METRICS_FILE, metrics)
         raise
+    metrics["finished_at"] = utc_now()
     write_json_atomic(out / METRICS_FILE, metrics)
     m = result.module
     # the one line a sweep prints per finished trial: status, score, time, where the result is

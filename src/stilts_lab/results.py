@@ -28,7 +28,9 @@ Schema (all keys always present; values may be null where they do not apply):
   examples_per_second float target-stage training examples processed per second
   intermediate_checkpoint {key, path} or null
   split              dict   how train/eval were obtained: {"train": "...", "eval": "...", "carved": bool}
-  status             "ok" | "diverged" | "failed"
+  status             "ok" | "diverged" | "failed" ("diverged": non-finite loss, or never above the trivial
+                            baseline; best_dev_metric is null where the loss went non-finite before any dev pass)
+  started_at, finished_at  str  UTC, ISO 8601 (seconds): when the trial began and ended
   error              str or null   the message of a failed trial
   config             dict   the whole resolved config
   versions           dict   python, torch, transformers, lightning, ...
