@@ -49,6 +49,11 @@ def initial_metrics(cfg: DictConfig) -> dict:
         "metric_name": None, "dev_metric_per_epoch": [], "dev_metrics_per_epoch": [],
         "best_dev_metric": None, "last_dev_metric": None, "trivial_baseline": None,
         "train_seconds": None, "examples_per_second": None, "intermediate_checkpoint": None,
+        # each stage's training method (intermediate/method, target/method; absent in the config: full)
+        "method": {"intermediate": None if cfg.intermediate.get("name") in (None, "none")
+                   else (cfg.intermediate.get("method") or {}).get("name", "full"),
+                   "target": (cfg.target.get("method") or {}).get("name", "full")},
+        "trainable_parameters": None, "total_parameters": None,
         "split": None, "status": "failed", "error": None,
         # UTC, so that a preregistration's commit can be shown to precede every trial
         "started_at": utc_now(), "finished_at": None,
@@ -91,7 +96,11 @@ def train_trial(cfg: DictConfig, metrics: dict, out: Path):
     if cfg.intermediate.name != "none":
         check_max_length(cfg.intermediate, tokenizer, "intermediate")
         key, path = intermediate_checkpoint(cfg, tokenizer, source)
-        metrics["intermediate_checkpoint"] = {"key": key, "path": str(path)}
+        stage = read_metrics(Path(path) / COMPLETE_FILE) or {}
+        # what the intermediate stage saved (the whole encoder, a LoRA adapter or bias tensors) and trained
+        metrics["intermediate_checkpoint"] = {"key": key, "path": str(path), "method": stage.get("method", "full"),
+                                              "bytes": sum((stage.get("files") or {}).values()),
+                                              "trainable_parameters": stage.get("trainable_parameters")}
         encoder_source, random_init = str(path), False
     realfake_file = None
     if cfg.target.get("format") == "realfake":  # a built set as the target task, cached by its own key
@@ -100,10 +109,17 @@ def train_trial(cfg: DictConfig, metrics: dict, out: Path):
     return train_stage(
         task=OmegaConf.to_container(cfg.target, resolve=True), encoder_source=encoder_source,
         tokenizer=tokenizer, settings=stage_settings(cfg, "target"),
-        trainer_cfg=cfg.trainer, seed=int(cfg.seed), split_seed=int(cfg.data.split_seed),
+        trainer_cfg=cfg.trainer, seed=trial_seed(cfg), split_seed=int(cfg.data.split_seed),
         data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
         log_dir=out / "logs" / "target", logger_cfg=cfg.get("logger"), metrics_file=out / METRICS_FILE,
         random_init=random_init, realfake_file=realfake_file, num_workers=int(cfg.data.num_workers))
+
+
+def trial_seed(cfg: DictConfig) -> int:
+    """The target stage's seed: the grid's seed, moved far off it for a replicate (another random
+    stream in the same cell; the data subsets follow data.split_seed and stay the same)."""
+    replicate = int(cfg.get("replicate") or 0)
+    return int(cfg.seed) + 1_000_003 * replicate
 
 
 def score(metrics: dict, result, cfg: DictConfig) -> None:
@@ -125,6 +141,7 @@ def score(metrics: dict, result, cfg: DictConfig) -> None:
         # train epochs only, timed with the device synchronized (models/stage_module.py)
         "examples_per_second": round(m.train_examples / m.train_seconds, 2) if m.train_seconds else None,
         "train_seconds_per_epoch": [round(s, 3) for s in m.epoch_seconds], "device": device_info(cfg),
+        **(result.parameters or {}),  # the target stage's trainable_parameters and total_parameters
         "split": {"train": result.data.origins["train"], "eval": result.data.origins["eval"],
                   "carved": result.data.carved, "train_examples": len(result.data.train_set),
                   "eval_examples": len(result.data.eval_set)},

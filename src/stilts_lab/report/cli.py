@@ -1,6 +1,6 @@
 """The command line:
     python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY] [--contrast A:B ...]
-                                [--correction holm|bh] [--margin 0.01]
+                                [--correction holm|bh] [--margin 0.01] [--hypotheses]
     python -m stilts_lab.report plan DIR [DIR ...] --effect 0.01 --family-size M [--arms J]
 """
 from __future__ import annotations
@@ -42,9 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "bh (Benjamini-Hochberg, false discovery rate)")
     parser.add_argument("--margin", type=_positive, default=MARGIN,
                         help=f"equivalence margin of TOST, in the metric's units (default {MARGIN})")
+    parser.add_argument("--hypotheses", action="store_true",
+                        help="test the paper's claims H1-H5 (realfake_paper, hellaswag_p, realfake against vanilla; "
+                             "H4 needs vanilla trials with replicate=1): hypotheses.csv and a section in summary.md")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.dirs, args.out, args.factor, args.contrast, args.correction, args.margin)
+        written = write_report(args.dirs, args.out, args.factor, args.contrast, args.correction, args.margin,
+                               args.hypotheses)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

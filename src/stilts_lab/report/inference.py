@@ -144,27 +144,40 @@ def _within_cell_permutations(k: int, cells: int, perms: int, rng: np.random.Gen
     return np.argsort(rng.random((perms, cells, k)), axis=-1)
 
 
-def permutation_max_test(a: np.ndarray, b: np.ndarray, perms: int = PERMUTATIONS,
-                         seed: int = PERMUTATION_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """(Δ max at equal budgets, two-sided permutation p). Under "these checkpoints have no effect",
-    the KA + KB scores of a cell are exchangeable, so shuffling them within each cell (the same
-    shuffles for every comparison: a fixed seed keeps the report deterministic) gives the statistic's
-    null distribution. p = (1 + #{as extreme}) / (1 + perms), doubled from the smaller tail."""
+def permutation_test(a: np.ndarray, b: np.ndarray, statistic, perms: int = PERMUTATIONS,
+                     seed: int = PERMUTATION_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(statistic(a, b), two-sided permutation p). Under "these checkpoints have no effect", the
+    KA + KB scores of a cell are exchangeable, so shuffling them within each cell (the same shuffles
+    for every comparison: a fixed seed keeps the report deterministic) gives the statistic's null
+    distribution. p = (1 + #{as extreme}) / (1 + perms), doubled from the smaller tail.
+    `statistic` maps (..., C, KA) and (..., C, KB) arrays to (...)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     ka = a.shape[-1]
     pooled = np.concatenate([a, b], axis=-1)                    # (..., C, K)
-    observed = equal_budget_max_delta(a, b)
+    observed = statistic(a, b)
     order = _within_cell_permutations(pooled.shape[-1], pooled.shape[-2], perms, np.random.default_rng(seed))
     null = np.empty(pooled.shape[:-2] + (perms,))
     for start in range(0, perms, 250):                          # chunks bound the memory
         idx = order[start:start + 250]                          # (P, C, K)
         shuffled = np.take_along_axis(pooled[..., None, :, :], np.broadcast_to(
             idx, pooled.shape[:-2] + idx.shape), axis=-1)      # (..., P, C, K)
-        null[..., start:start + 250] = equal_budget_max_delta(shuffled[..., :ka], shuffled[..., ka:])
+        null[..., start:start + 250] = statistic(shuffled[..., :ka], shuffled[..., ka:])
     eps = 1e-12 * np.maximum(1.0, np.abs(observed))[..., None]  # ties count as extreme
     upper = (1 + (null >= observed[..., None] - eps).sum(-1)) / (1 + perms)
     lower = (1 + (null <= observed[..., None] + eps).sum(-1)) / (1 + perms)
     return observed, np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def permutation_max_test(a: np.ndarray, b: np.ndarray, perms: int = PERMUTATIONS,
+                         seed: int = PERMUTATION_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(Δ max at equal budgets, its two-sided within-cell permutation p)."""
+    return permutation_test(a, b, equal_budget_max_delta, perms, seed)
+
+
+def mean_minus_max_delta(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Δ mean minus Δ max at equal budgets (the paper: "the mean moves more than the best score")."""
+    delta_mean = a.mean(axis=-1).mean(axis=-1) - b.mean(axis=-1).mean(axis=-1)
+    return delta_mean - equal_budget_max_delta(a, b)
 
 
 def max_interval(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA, perms: int = PERMUTATIONS,

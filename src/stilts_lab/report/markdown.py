@@ -184,6 +184,23 @@ def claims_section(claims: pd.DataFrame, correction: str) -> list[str]:
                               for r in claims.to_dict("records")))
 
 
+def hypotheses_section(table: pd.DataFrame | None, correction: str) -> list[str]:
+    """The paper's claims H1-H5 (hypotheses.py), each with its test and the word it earns."""
+    if table is None or table.empty:
+        return []
+    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[correction]
+    lines = ["", "## The paper's claims (H1-H5)", "",
+             f"One family per model, {name}-adjusted. H1, H2, H4 claim an effect (supported: significant in "
+             "its direction); H3, H5 claim equivalence (supported: TOST passes; not supported: a significant "
+             "difference). H4 classifies cells by an independent vanilla replicate (replicate=1).", ""]
+    return lines + _md_table(["target", "hypothesis", "claim", "test", "estimate", "p", "p adj", "result", "note"],
+                             ([r["target"], r["hypothesis"], r["claim"], r["test"],
+                               "n/a" if _missing(r["estimate"]) else f"{r['estimate']:+.4f}", _pv(r["p"]),
+                               _pv(r["p_adj"]), f"**{r['result']}**" if r["result"] == "supported" else r["result"],
+                               r.get("note") or ""]
+                              for r in table.to_dict("records")))
+
+
 def power_section(power: pd.DataFrame) -> list[str]:
     """Per target: its variance components and the smallest Δ its own tests detect at 80% power."""
     if power is None or power.empty:

@@ -10,8 +10,10 @@ from stilts_lab.report.collect import collect_trials, metric_names, sections
 from stilts_lab.report.claims import CORRECTIONS, adjust_families, claims_table, heterogeneity
 from stilts_lab.report.contrasts import CONTRASTS_FILE, contrast_table
 from stilts_lab.report.curves import curve_table
+from stilts_lab.report.hypotheses import HYPOTHESES_FILE, hypotheses_table
 from stilts_lab.report.markdown import (claims_section, contrast_section, curve_section, heterogeneity_section,
-                                        matrix_section, power_section, prediction_section, render_summary)
+                                        hypotheses_section, matrix_section, power_section, prediction_section,
+                                        render_summary)
 from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
 from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
                                      plot_tuning_curves, plot_violins)
@@ -31,10 +33,12 @@ def _slug(text: str) -> str:
 
 
 def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | None = None,
-                 contrasts: Sequence[str] = (), correction: str = "holm", margin: float = MARGIN) -> dict[str, Path]:
+                 contrasts: Sequence[str] = (), correction: str = "holm", margin: float = MARGIN,
+                 hypotheses: bool = False) -> dict[str, Path]:
     """Write results.csv, summary.md, claims.csv and the plots into `out`; returns {file name: path}.
     `contrasts`: "A:B" specs, each intermediate arm A against arm B (contrasts.py); `correction`:
-    "holm" or "bh" over each family; `margin`: TOST's equivalence margin in the metric's units."""
+    "holm" or "bh" over each family; `margin`: TOST's equivalence margin in the metric's units;
+    `hypotheses`: the paper's claims H1-H5 as tests (hypotheses.py)."""
     dirs = [Path(d) for d in dirs]
     df = collect_trials(dirs)
     if df.empty:
@@ -57,6 +61,7 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
     claims = claims_table(comparisons, versus, specific, correction, margin)
     family = int(comparisons.groupby("model")["delta_mean_p"].count().max()) if len(comparisons) else 1
     power = power_table(df, max(1, family))
+    claimed = hypotheses_table(df, margin, correction) if hypotheses else None
     df.drop(columns=INTERNAL).to_csv(out / "results.csv", index=False)
     keep(out / "results.csv")
     # Curves, matrix and estimates are computed from the same trials (df) that results.csv holds.
@@ -64,7 +69,10 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
     estimates = read_estimates(dirs)
     points = candidates(comparisons, estimates) if estimates is not None else None
     predictions = prediction_table(points, realised_cells(df)) if points is not None else None
-    appendix = (power_section(power) + curve_section(curves) + matrix_section(cells, correction)
+    if claimed is not None and not claimed.empty:
+        claimed.to_csv(out / HYPOTHESES_FILE, index=False)
+        keep(out / HYPOTHESES_FILE)
+    appendix = (hypotheses_section(claimed, correction) + power_section(power) + curve_section(curves) + matrix_section(cells, correction)
                 + contrast_section(versus) + heterogeneity_section(specific)
                 + (prediction_section(predictions, trial_seconds(df)) if predictions is not None else []))
     for name, table in ((CLAIMS_FILE, claims), (POWER_FILE, power)):
