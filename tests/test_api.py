@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import stilts_lab
-from stilts_lab.command_line import unknown_group_choice
-from tests.conftest import TINY
+from stilts_lab.command_line import unknown_group_choice, unread_additions
+from tests.conftest import TINY, compose_config
 
 
 def test_run_from_python_then_load_its_results(tmp_path, data_dir, cache_dir, monkeypatch):
@@ -27,3 +27,10 @@ def test_a_typo_in_a_group_is_one_line_naming_the_option():
     assert unknown_group_choice(["intermediate=none,hellaswag_q"]).endswith("(did you mean hellaswag_p, hellaswag?)")
     assert unknown_group_choice(["+experiment=verdict_matrix", "target=rte", "optim.lr=1e-5"]) is None
     assert "options: " in unknown_group_choice(["model=zzzz"])
+
+
+def test_a_plus_key_that_nothing_reads_is_warned_by_name(data_dir):
+    overrides = ["+optim.lrr=1e-4", "+experiment=vanilla_rte", "+output_dir=/tmp/x", "+target.feilds=[a]"]
+    cfg = compose_config(overrides, data_dir=data_dir)
+    assert unread_additions(overrides, cfg) == [
+        "warning: +optim.lrr: no setting of stilts_lab reads optim.lrr; the run ignores it (did you mean optim.lr?)"]

@@ -58,6 +58,10 @@ def _own_gpu_per_worker(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")  # src/stilts_lab/conf -> conf/
 def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from stilts_lab.command_line import unread_additions
+    for warning in unread_additions(HydraConfig.get().overrides.task, cfg):
+        log.warning(warning)   # Hydra's console handler prints it
     try:
         if not _in_sweep():
             _check_before_heavy_imports(cfg)
