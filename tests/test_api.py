@@ -34,3 +34,10 @@ def test_a_plus_key_that_nothing_reads_is_warned_by_name(data_dir):
     cfg = compose_config(overrides, data_dir=data_dir)
     assert unread_additions(overrides, cfg) == [
         "warning: +optim.lrr: no setting of stilts_lab reads optim.lrr; the run ignores it (did you mean optim.lr?)"]
+
+
+def test_help_opens_with_the_commands():
+    main = subprocess.run([sys.executable, "-m", "stilts_lab", "--help"], capture_output=True, text=True)
+    assert main.stdout.startswith("python -m stilts_lab [+experiment=NAME]") and "powered by Hydra" not in main.stdout
+    synth = subprocess.run([sys.executable, "-m", "stilts_lab.synth", "--help"], capture_output=True, text=True)
+    assert synth.returncode == 0 and "python -m stilts_lab.synth audit PATH" in synth.stdout

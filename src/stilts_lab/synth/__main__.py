@@ -59,6 +59,10 @@ def audit_main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["--help"], ["-h"]):   # Hydra's help would show the trainer's, without `audit`
+        print(__doc__)
+        print("Every override of `python -m stilts_lab --help` applies; `audit --help` lists the audit's options.")
+        sys.exit(0)
     if sys.argv[1:2] == ["audit"]:
         audit_main(sys.argv[2:])
         sys.exit(0)
