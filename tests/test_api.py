@@ -41,3 +41,16 @@ def test_help_opens_with_the_commands():
     assert main.stdout.startswith("python -m stilts_lab [+experiment=NAME]") and "powered by Hydra" not in main.stdout
     synth = subprocess.run([sys.executable, "-m", "stilts_lab.synth", "--help"], capture_output=True, text=True)
     assert synth.returncode == 0 and "python -m stilts_lab.synth audit PATH" in synth.stdout
+
+
+def test_the_fresh_head_report_is_dropped_and_a_damaged_checkpoint_report_is_not():
+    import logging
+
+    from stilts_lab.logging_setup import DropFreshHeadReport
+
+    def record(text):
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0, text, None, None)
+    fresh = "BertForSequenceClassification LOAD REPORT from: x\\nKey | Status\\nclassifier.bias | MISSING\\nclassifier.weight | MISSING"
+    damaged = fresh + "\\nencoder.layer.0.attention.self.query.weight | MISSING"
+    keep = DropFreshHeadReport().filter
+    assert not keep(record(fresh)) and keep(record(damaged)) and keep(record("another warning"))
