@@ -50,7 +50,7 @@ def test_the_fresh_head_report_is_dropped_and_a_damaged_checkpoint_report_is_not
 
     def record(text):
         return logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0, text, None, None)
-    fresh = "BertForSequenceClassification LOAD REPORT from: x\\nKey | Status\\nclassifier.bias | MISSING\\nclassifier.weight | MISSING"
-    damaged = fresh + "\\nencoder.layer.0.attention.self.query.weight | MISSING"
+    fresh = "BertForSequenceClassification LOAD REPORT from: x\nKey | Status\nclassifier.bias | MISSING\nclassifier.weight | MISSING"
+    damaged = fresh + "\nencoder.layer.0.attention.self.query.weight | MISSING"
     keep = DropFreshHeadReport().filter
     assert not keep(record(fresh)) and keep(record(damaged)) and keep(record("another warning"))
