@@ -6,19 +6,12 @@ from omegaconf import OmegaConf
 from stilts_lab.checks import check_config
 from stilts_lab.identity import config_hash
 from tests.conftest import CONF, compose_config
+from tests.test_identity import _leaves
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 COMMON = ["seed=12", "target.train_size=100", "target.eval_size=50", "intermediate.train_size=2000",
           "trainer.max_epochs=2", "optim.lr=3e-5", "optim.warmup_ratio=0.2", "data.batch_size=8",
           "hydra.run.dir=/tmp/x"]
-
-
-def _leaves(node: dict, prefix: str = ""):
-    for key, value in node.items():
-        if isinstance(value, dict):
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -39,7 +32,7 @@ def test_experiment_composes_and_checks(experiment):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_opens_with_the_command_that_runs_it(experiment):
     text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
-    assert f"python -m stilts_lab" in text and f"+experiment={experiment}" in text
+    assert "python -m stilts_lab" in text and f"+experiment={experiment}" in text
     assert text.startswith("# @package _global_")
 
 

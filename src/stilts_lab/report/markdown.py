@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from stilts_lab.report.arms import GRID, arm_label
+from stilts_lab.report.claims import CORRECTIONS
 from stilts_lab.report.collect import metric_names, sections
 from stilts_lab.report.stats import Interval
 
@@ -88,7 +89,7 @@ BASELINE_KIND = {"classification": "majority class", "multiple_choice": "most fr
 
 def how_to_read(correction: str, margin: float) -> list[str]:
     grid = ", ".join(c.removeprefix("config.") for c in GRID)
-    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[correction]
+    name = CORRECTIONS[correction]
     return ["", "## How to read", "",
             f"- **Arm**: the trials of one intermediate task whose settings differ only in the grid's own "
             f"hyperparameters ({grid}), pooled over its intermediate seeds (checkpoints); `settings` lists "
@@ -173,31 +174,32 @@ def claims_section(claims: pd.DataFrame, correction: str) -> list[str]:
     """The claims every test above supports, one sentence each, generated from the tests."""
     if claims is None or claims.empty:
         return []
-    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[correction]
+    name = CORRECTIONS[correction]
     lines = ["", "## Claims", "",
              f"Each claim with its test, its raw and {name}-adjusted p (over its family) and what they "
              "support: supported (adjusted p < 0.05 in the claim's direction), not supported (significant "
              "the other way, or equivalent within the margin), inconclusive (neither).", ""]
     return lines + _md_table(["claim", "test", "estimate", "p", "p adj", "result"],
-                             ([r["claim"], r["test"], f"{r['estimate']:+.4f}", _pv(r["p"]), _pv(r["p_adj"]),
-                               f"**{r['result']}**" if r["result"] == "supported" else r["result"]]
-                              for r in claims.to_dict("records")))
+                             ([r["claim"], r["test"]] + _tested(r) for r in claims.to_dict("records")))
+
+
+def _tested(r: dict) -> list[str]:
+    """estimate, p, p adj and the result (bold where supported) of a claim or hypothesis row."""
+    return ["n/a" if _missing(r["estimate"]) else f"{r['estimate']:+.4f}", _pv(r["p"]), _pv(r["p_adj"]),
+            f"**{r['result']}**" if r["result"] == "supported" else r["result"]]
 
 
 def hypotheses_section(table: pd.DataFrame | None, correction: str) -> list[str]:
     """The paper's claims H1-H5 (hypotheses.py), each with its test and the word it earns."""
     if table is None or table.empty:
         return []
-    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[correction]
+    name = CORRECTIONS[correction]
     lines = ["", "## The paper's claims (H1-H5)", "",
              f"One family per model, {name}-adjusted. H1, H2, H4 claim an effect (supported: significant in "
              "its direction); H3, H5 claim equivalence (supported: TOST passes; not supported: a significant "
              "difference). H4 classifies cells by an independent vanilla replicate (replicate=1).", ""]
     return lines + _md_table(["target", "hypothesis", "claim", "test", "estimate", "p", "p adj", "result", "note"],
-                             ([r["target"], r["hypothesis"], r["claim"], r["test"],
-                               "n/a" if _missing(r["estimate"]) else f"{r['estimate']:+.4f}", _pv(r["p"]),
-                               _pv(r["p_adj"]), f"**{r['result']}**" if r["result"] == "supported" else r["result"],
-                               r.get("note") or ""]
+                             ([r["target"], r["hypothesis"], r["claim"], r["test"]] + _tested(r) + [r.get("note") or ""]
                               for r in table.to_dict("records")))
 
 
@@ -253,7 +255,7 @@ def matrix_section(cells: pd.DataFrame, correction: str = "holm") -> list[str]:
     from stilts_lab.report.matrix import wide
     if cells.empty:
         return []
-    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[correction]
+    name = CORRECTIONS[correction]
     lines = ["", "## Transfer matrix: Δ against vanilla, intermediate × target", "",
              "Each column in its own metric's units; [unadjusted 95% interval]; * where the "
              f"{name}-adjusted p over the matrix's cells of that statistic is below 0.05. Δ max is at equal "
