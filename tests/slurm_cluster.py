@@ -87,6 +87,7 @@ class SlurmCluster:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf), PATH=SEARCH_PATH)
         self.node = "localhost"
         self.dbd_port = 0
+        self._procs: list[subprocess.Popen] = []   # the daemons this object started (not `down`'s)
 
     # ---- configuration -------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -162,8 +163,9 @@ StorageLoc=slurm_acct_db
     # ---- daemons -------------------------------------------------------------------------------
     def _start(self, name: str, args: list[str], env: dict | None = None) -> None:
         log = open(self.root / "log" / f"{name}.out", "ab")
-        subprocess.Popen([binary(name), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         env=env or self.env, start_new_session=True, cwd=self.root)
+        self._procs.append(subprocess.Popen([binary(name), *args], stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env or self.env, start_new_session=True,
+                                            cwd=self.root))
         log.close()
 
     def _wait(self, what: str, ready, timeout: float = 60) -> None:
@@ -227,6 +229,14 @@ StorageLoc=slurm_acct_db
                 time.sleep(0.1)
             if _alive(pid, name):
                 os.kill(pid, signal.SIGKILL)
+        for proc in self._procs:  # reap them (a daemon that wrote no pid file is stopped here)
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     # ---- clients -------------------------------------------------------------------------------
     def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
