@@ -205,3 +205,25 @@ def test_visible_gpus_respects_the_users_mask(monkeypatch):
     from stilts_lab.gpu_slots import visible_gpus
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     assert visible_gpus() == ["2", "5"]
+
+
+def test_a_trial_that_crashes_before_the_pipeline_is_still_a_failed_trial(tmp_path, data_dir):
+    """A job signalled during its imports (or a broken install) never reached pipeline.run: it still
+    leaves a failed metrics.json of this command, so the sweep exits non-zero instead of 0 with a
+    trial missing. An earlier finished result in the same folder is never overwritten."""
+    sweep = tmp_path / "sweep"
+    (sweep / "1").mkdir(parents=True)
+    finished = {"status": "ok", "best_dev_metric": 0.6, "run_id": "earlier"}
+    (sweep / "1" / METRICS_FILE).write_text(json.dumps(finished))
+    # python -m stilts_lab, with pipeline.run crashing as an interrupted import would
+    script = ("import runpy, sys\nimport stilts_lab.pipeline as p\n"
+              "def crash(cfg):\n    raise RuntimeError('signalled during imports')\n"
+              "p.run = crash\n"
+              f"sys.argv = ['stilts_lab', '-m', 'seed=1,2', 'hydra.sweep.dir={sweep}']\n"
+              "runpy.run_module('stilts_lab', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "STILTS_DATA_DIR": str(data_dir)})
+    assert done.returncode == 1, done.stderr[-1000:]
+    crashed = json.loads((sweep / "0" / METRICS_FILE).read_text())
+    assert crashed["status"] == "failed" and "signalled during imports" in crashed["error"] and crashed["config_hash"]
+    assert json.loads((sweep / "1" / METRICS_FILE).read_text()) == finished

@@ -80,13 +80,36 @@ def main(cfg: DictConfig) -> float | None:
         if not _in_sweep():
             sys.exit(1)
         return None
-    except Exception:
+    except Exception as e:
         if not _in_sweep():
             raise
         # One crashed trial must not end the sweep: its metrics.json says failed (with the error),
         # and running the sweep again re-runs it.
         log.exception("trial failed; the sweep goes on")
+        record_crash(cfg, e)
         return None
+
+
+def record_crash(cfg: DictConfig, error: BaseException) -> None:
+    """A trial that crashed before pipeline.run could record it (a signal during the imports, a broken
+    install): a failed metrics.json of this command, so the sweep's exit code counts it. Never over a
+    finished result, nor over pipeline.run's own record of this failure."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from stilts_lab.identity import config_hash
+    from stilts_lab.results import METRICS_FILE, read_metrics, run_id, write_json_atomic
+    path = Path(HydraConfig.get().runtime.output_dir) / METRICS_FILE
+    prior = read_metrics(path) if path.is_file() else None
+    if isinstance(prior, dict) and (prior.get("status") != "failed" or prior.get("run_id") == run_id()):
+        return
+    try:
+        digest = config_hash(cfg)
+    except Exception:
+        digest = None
+    write_json_atomic(path, {"status": "failed", "error": f"{type(error).__name__}: {error}", "config_hash": digest,
+                             "run_id": run_id(), "target": cfg.target.get("name"),
+                             "intermediate": cfg.intermediate.get("name"),
+                             "config": OmegaConf.to_container(cfg, resolve=True)})
 
 
 if __name__ == "__main__":
