@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report replication report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -81,6 +81,14 @@ verdict-matrix: setup  ## 6 arms x 2 intermediate seeds into RTE, WiC, SocialIQA
 # The verdict re-read from its committed results.csv (no trial runs): every table, claim and figure under docs/.
 verdict-report: setup  ## rebuild docs/verdict_matrix's report from its committed results.csv (seconds)
 	$(PY) -m stilts_lab.report $(VERDICT) --out $(VERDICT) $(DECOMPOSITION)
+
+# Issue 34 (conf/experiment/replication.yaml): the paper's claims on its own grid. Run only after the
+# preregistration file under docs/ is committed; the prepare phase trains the 9 intermediates first.
+REPLICATION := multirun/replication
+replication: setup  ## H1-H5 on the paper grid, RTE and WiC (CPU, about 12 hours; resumes)
+	$(PY) -m stilts_lab.prepare --trials +experiment=replication hydra.sweep.dir=$(REPLICATION) $(ARGS)
+	$(STILTS) +experiment=replication intermediate=none replicate=1 hydra.sweep.dir=$(REPLICATION)_vanilla_replicate $(ARGS)
+	$(PY) -m stilts_lab.report $(REPLICATION) $(REPLICATION)_vanilla_replicate --out docs/replication --hypotheses
 
 bench: setup
 	$(PY) bench/builder_throughput.py
