@@ -56,6 +56,31 @@ def one_model(models: list[str], what: str) -> str | None:
     return models[0] if models else None
 
 
+def rank_main(args) -> int:
+    import time
+
+    from stilts_lab.transfer.rank import rank, ranking_table
+    start = time.perf_counter()
+    candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    try:
+        df, notes = rank(args.target, candidates, args.overrides, max_examples=args.max_examples,
+                         embed_examples=args.embed_examples)
+    except StiltsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for note in notes:
+        print(note, file=sys.stderr)
+    if df.empty:
+        print("error: no candidate could be ranked", file=sys.stderr)
+        return 1
+    print(f"candidates for {args.target}, nothing trained (higher: predicted to transfer better):")
+    print(ranking_table(df))
+    print(f"{time.perf_counter() - start:.1f} s in all")
+    if args.out:
+        print(f"wrote {write(df, args.out)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stilts_lab.transfer",
                                      description="Transferability estimates (LogME, H-score) per starting encoder and target.")
@@ -65,7 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     est.add_argument("--max-examples", type=int, default=1000, help="training examples per target (default 1000)")
     est.add_argument("--batch-size", type=int, default=32)
     est.add_argument("--out", type=Path, help=f"CSV path (default SWEEP_DIR/{OUT_FILE}; required with overrides)")
+    rk = sub.add_parser("rank", help="rank candidate intermediate tasks for a target, nothing trained")
+    rk.add_argument("--target", required=True, help="the target task, e.g. rte")
+    rk.add_argument("--candidates", required=True, help="comma-separated intermediate tasks, e.g. cola,mrpc,hellaswag_p")
+    rk.add_argument("--max-examples", type=int, default=1000, help="training examples per task (default 1000)")
+    rk.add_argument("--embed-examples", type=int, default=100, help="rows per task for TextEmb (default 100)")
+    rk.add_argument("--out", type=Path, help="also write the scores as a transfer_estimates.csv the report reads")
+    rk.add_argument("overrides", nargs="*", help="Hydra overrides for every task, e.g. target.train_size=400")
     args = parser.parse_args(argv)
+    if args.command == "rank":
+        return rank_main(args)
     try:
         from stilts_lab.transfer import plan as plans
         folder = Path(args.what[0])

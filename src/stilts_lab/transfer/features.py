@@ -27,13 +27,14 @@ class Features:
     n_examples: int
 
 
-def target_data(task: Mapping, tokenizer, *, data_dir, cache_dir, split_seed: int, max_examples: int) -> TaskDataModule:
+def target_data(task: Mapping, tokenizer, *, data_dir, cache_dir, split_seed: int, max_examples: int,
+                realfake_file=None) -> TaskDataModule:
     """The target's training split exactly as a trial reads it (train_size subset included), capped
     at max_examples drawn at random under split_seed. The data module keeps its rows in file order
     (tasks.subset returns its draw sorted), so the head would be the file's first lines: the cap is a
     draw of its own, by the same seeded permutation (nested: a 500 cap holds the 250 one)."""
     dm = TaskDataModule(task, tokenizer, batch_size=32, seed=0, split_seed=split_seed,
-                        data_dir=data_dir, cache_dir=cache_dir)
+                        data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file)
     dm.setup()
     if len(dm.train_set) > max_examples:
         keep = subset(range(len(dm.train_set)), max_examples, split_seed)
