@@ -34,7 +34,7 @@ INTERMEDIATE_VERSION = "2"
 # Bump when the token ids a tokenized split holds change (not for a change of storage format).
 TOKENIZATION_VERSION = "1"
 # Bump when a change to the real-fake recipe changes what a given config builds: old caches stop matching.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4  # 4: fakes sampled by synth/decode.py (issue #38); 3 and below: generate()
 
 
 def digest(payload) -> str:
@@ -96,10 +96,11 @@ def config_hash(cfg: DictConfig, checkpoint_key: str | None = None) -> str:
 
 def intermediate_key(cfg: DictConfig, data_parts: list[str]) -> str:
     """An intermediate checkpoint: the model, the intermediate task and its data (`data_parts`: file
-    hashes or a built set's key), its stage settings and how it is trained (gradient clipping,
-    accelerator, precision, fused or compiled kernels...), and data.split_seed, which carves shared
-    files and draws the stage's subsets. Not the target stage's settings (its epochs, optim, seed,
-    task), nor NEVER_CHANGES_RESULT."""
+    hashes or a built set's key), its stage settings (its training method among them: intermediate.method
+    with its settings for lora or bitfit; method full adds nothing, so today's keys stand) and how it is
+    trained (gradient clipping, accelerator, precision, fused or compiled kernels...), and
+    data.split_seed, which carves shared files and draws the stage's subsets. Not the target stage's
+    settings (its epochs, optim, seed, task, method), nor NEVER_CHANGES_RESULT."""
     settings = result_settings(cfg)
     trainer = settings["trainer"]
     trainer.pop("max_epochs", None)  # the target stage's; the intermediate stage has its own

@@ -36,11 +36,13 @@ def fit_controlled(samples: list[str], real: str, counts: dict) -> list[str]:
 
 
 def sample_fakes(model, tokenizer, chosen: list[Sentence], spares: Iterator[Sentence], *, num_fakes: int,
-                 gen_cfg: Mapping, seed: int, controlled: bool = False) -> tuple[list[Sentence], list[list[str]], dict]:
+                 gen_cfg: Mapping, seed: int, controlled: bool = False,
+                 recipe_version: int | None = None) -> tuple[list[Sentence], list[list[str]], dict]:
     """`num_fakes` usable fakes for each chosen sentence. Unusable samples are redrawn in later rounds;
     a sentence the generator keeps failing on (e.g. one it recites) is swapped for the next spare.
     Controlled: sentence-ending tokens banned, a larger budget, each sample cut to the real ending's
-    word count with its edges stripped; a sample short of that count is drawn again."""
+    word count with its edges stripped; a sample short of that count is drawn again.
+    recipe_version: the build spec's; it picks the sampler (synth/sampling.py), so an old build reproduces."""
     from tqdm.auto import tqdm
 
     n, k = len(chosen), num_fakes
@@ -66,7 +68,7 @@ def sample_fakes(model, tokenizer, chosen: list[Sentence], spares: Iterator[Sent
             samples = sample_endings(model, tokenizer, [chosen[i].prompt for i in todo], [budgets[i] for i in todo],
                                      num_fakes=k, gen_cfg=gen_cfg, seed=derive_seed(seed, "round", round_),
                                      batch_size=int(gen_cfg["batch_size"]), progress=bar if round_ == 0 else None,
-                                     processors=processors)
+                                     processors=processors, recipe_version=recipe_version)
             counts["generated_sequences"] += k * len(todo)
             round_ += 1
             for i, new in zip(todo, samples):

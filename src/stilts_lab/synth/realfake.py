@@ -133,7 +133,8 @@ def _generate(spec, gen_cfg, chosen, spares, labels, cache_dir, device, counts) 
     setup = time.perf_counter() - started  # reading sources + loading the generator
     pool = filtering["pool"] if filtering else k
     chosen, fakes, sampled = sample_fakes(model, tokenizer, chosen, iter(spares), num_fakes=pool, gen_cfg=gen_cfg,
-                                          seed=spec["seed"], controlled=controlled)
+                                          seed=spec["seed"], controlled=controlled,
+                                          recipe_version=spec["recipe_version"])
     counts.update(sampled)
     generate = time.perf_counter() - started - setup
     timing = {"setup_seconds": round(setup, 2), "generate_seconds": round(generate, 2),

@@ -1,4 +1,11 @@
-"""Sampling fake endings from the generator: nucleus sampling, batched generate() calls, per-call seeds."""
+"""Sampling fake endings from the generator: nucleus sampling, batched calls, per-call seeds.
+
+Two samplers, chosen by the build's recipe version (spec["recipe_version"]), so that a set built
+before the fast one can still be rebuilt byte for byte:
+  <= 3  generate(num_return_sequences=k) per call (below);
+  >= 4  synth/decode.sample_call: each prompt prefilled once, its KV cache copied per sample, tokens
+        drawn from the nucleus shortlist, rows stopped at their own budget. The same distribution
+        (tests/test_sampling_fast.py), other draws: a new version, so new keys."""
 from __future__ import annotations
 
 import hashlib
@@ -78,9 +85,14 @@ def plan_calls(order: Sequence[int], prompt_lengths: Sequence[int], budgets: Seq
     return calls + [call] if call else calls
 
 
+# The first recipe version sampled by synth/decode.py's loop instead of generate().
+FAST_SAMPLER_VERSION = 4
+
+
 def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[int], *, num_fakes: int,
                    gen_cfg: Mapping, seed: int, batch_size: int, progress=None,
-                   processors: Sequence = ()) -> list[list[str]]:
+                   processors: Sequence = (), recipe_version: int | None = None,
+                   stats: dict | None = None) -> list[list[str]]:
     """`num_fakes` cleaned continuations per prompt, each cut to at most that prompt's budget.
 
     Prompts are sorted by (budget, prompt length) and cut into batches of `batch_size`, so one
@@ -88,9 +100,20 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
     Each call generates its largest budget, with EOS suppressed (min_new_tokens), and each row is
     cut to its own budget: sampling is left to right, so a cut sample is a sample of that length.
     batch_size=1 is the original code's one-prompt-per-call loop. gen_cfg's optional `max_call_tokens`
-    caps a call's rows x tokens (plan_calls). `processors` (e.g. a token ban) run before nucleus sampling."""
+    caps a call's rows x tokens (plan_calls). `processors` (e.g. a token ban) run before nucleus sampling.
+    recipe_version: the build's (default identity.RECIPE_VERSION); it picks the sampler (module doc).
+    stats (fast sampler only): prefill/decode seconds and token counts are added to it."""
     import torch
     from transformers import LogitsProcessorList
+
+    from stilts_lab import identity
+
+    if recipe_version is None:
+        recipe_version = identity.RECIPE_VERSION
+    if int(recipe_version) >= FAST_SAMPLER_VERSION:
+        return _sample_endings_fast(model, tokenizer, prompts, budgets, num_fakes=num_fakes, gen_cfg=gen_cfg,
+                                    seed=seed, batch_size=batch_size, progress=progress, processors=processors,
+                                    stats=stats)
 
     prompt_lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
     order = sorted(range(len(prompts)), key=lambda i: (budgets[i], prompt_lengths[i]))
@@ -119,6 +142,41 @@ def sample_endings(model, tokenizer, prompts: Sequence[str], budgets: Sequence[i
             # under glibc and adds up over calls. Handing it back costs milliseconds against a call's seconds.
             del sequences, new_tokens, encoded
             release_freed_memory()
+            if progress is not None:
+                progress.update(len(batch))
+    return results
+
+
+def _sample_endings_fast(model, tokenizer, prompts, budgets, *, num_fakes, gen_cfg, seed, batch_size, progress,
+                         processors, stats):
+    """sample_endings for recipe version 4 on: the same calls (plan_calls) and cuts, each call sampled by
+    decode.sample_call with its own torch.Generator seeded from (seed, call)."""
+    import torch
+
+    from stilts_lab.synth.decode import sample_call
+
+    prompt_lengths = [len(ids) for ids in tokenizer(list(prompts)).input_ids]
+    order = sorted(range(len(prompts)), key=lambda i: (budgets[i], prompt_lengths[i]))
+    results: list[list[str]] = [[] for _ in prompts]
+    eos = model.generation_config.eos_token_id
+    banned = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    settings = dict(top_p=float(gen_cfg["top_p"]), top_k=int(gen_cfg.get("top_k") or 0),
+                    temperature=float(gen_cfg["temperature"]))
+    calls = plan_calls(order, prompt_lengths, budgets, batch_size=batch_size, num_fakes=num_fakes,
+                       max_call_tokens=gen_cfg.get("max_call_tokens"))
+    with torch.inference_mode():
+        for call, batch in enumerate(calls):
+            encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(model.device)
+            # A generator of its own: the caller's random state is neither read nor disturbed.
+            generator = torch.Generator(model.device).manual_seed(derive_seed(seed, "fast", call))
+            tokens = sample_call(model, encoded.input_ids, encoded.attention_mask, [budgets[i] for i in batch],
+                                 num_fakes=num_fakes, banned=banned, processors=processors, generator=generator,
+                                 stats=stats, **settings)
+            for row, i in enumerate(batch):  # a prompt's samples are consecutive rows
+                samples = tokens[row * num_fakes:(row + 1) * num_fakes, :budgets[i]]
+                results[i] = [clean_text(t) for t in tokenizer.batch_decode(samples, skip_special_tokens=True)]
+            del tokens, encoded
+            release_freed_memory()  # the call's KV cache still grows by concatenation (decode.py)
             if progress is not None:
                 progress.update(len(batch))
     return results
