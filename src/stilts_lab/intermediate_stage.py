@@ -48,10 +48,12 @@ def train_into(tmp: Path, *, key: str, record: Path, run_id: str, tokenizer, sta
                                           "finite_weights": finite, "run_id": run_id})
         shutil.rmtree(tmp, ignore_errors=True)
         raise DivergedError(diverged_message(task["name"], key, record, "while training"))
-    # Only the encoder travels on: the target stage puts a fresh head of its own kind on it.
-    module.model.base_model.save_pretrained(tmp)
+    # Only the encoder travels on: the target stage puts a fresh head of its own kind on it. Under
+    # method full, the whole encoder; lora, its adapter; bitfit, its bias tensors (models/methods.py).
+    result.method.save(module.model, tmp, base_encoder=stage["encoder_source"])
     tokenizer.save_pretrained(tmp)
     OmegaConf.save(OmegaConf.create(task), tmp / "stage.yaml")
     info["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    info.update(method=result.method.name, checkpoint_bytes=sum(info["files"].values()), **result.parameters)
     write_json_atomic(tmp / COMPLETE_FILE, info)
     return info

@@ -26,7 +26,13 @@ Schema (all keys always present; values may be null where they do not apply):
                             maps those to trivial_baseline
   train_seconds      float  target stage only
   examples_per_second float target-stage training examples processed per second
-  intermediate_checkpoint {key, path} or null
+  intermediate_checkpoint {key, path, method, bytes, trainable_parameters} or null: bytes, the checkpoint's
+                            files on disk (the whole encoder under method full, a LoRA adapter or bias
+                            tensors: models/methods.py); trainable_parameters, its stage's (head included)
+  method             dict   each stage's training method, {"intermediate": "full" | "lora" | "bitfit" | null
+                            (no intermediate stage), "target": ...} (config groups intermediate/method, target/method)
+  trainable_parameters int  the target stage's trained parameters (encoder under its method, plus the head)
+  total_parameters   int    the target stage's parameters, trained or not
   split              dict   how train/eval were obtained: {"train": "...", "eval": "...", "carved": bool}
   status             "ok" | "diverged" | "failed" ("diverged": non-finite loss, or never above the trivial
                             baseline; best_dev_metric is null where the loss went non-finite before any dev pass)

@@ -14,7 +14,10 @@ from stilts_lab.data.datamodule import TaskDataModule
 from stilts_lab.devices import uses_gpu
 from stilts_lab.memory import release_freed_memory
 from stilts_lab.process_settings import stage_settings_scope
+from stilts_lab.errors import ConfigError
 from stilts_lab.models.encoder import load_head_model
+from stilts_lab.models.methods import (AppliedMethod, apply_handoff, apply_method, method_name, parameter_counts,
+                                     read_handoff)
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
 from stilts_lab.trackers import build_logger
@@ -71,6 +74,8 @@ class StageResult:
     data: TaskDataModule
     baseline: float
     fit_seconds: float
+    method: AppliedMethod | None = None   # the stage's training method (models/methods.py), as applied
+    parameters: dict | None = None        # trainable_parameters, total_parameters
 
 
 def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: StageSettings, trainer_cfg: Mapping,
@@ -82,12 +87,27 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
     on_gpu = uses_gpu(trainer_cfg.get("accelerator"))
     with stage_settings_scope(trainer_cfg, on_gpu):  # restored for whatever runs next in this process
         compiled = bool(trainer_cfg.get("compile"))
+        method = task.get("method")  # the stage's training method; absent: full (models/methods.py)
+        if method_name(method) != "full" and random_init:
+            raise ConfigError(f"{method_name(method)} trains part of a random-init encoder, whose other weights "
+                              "no checkpoint keeps: use method full with model.random_init=true")
+        task = {k: v for k, v in task.items() if k != "method"}  # not part of the task's data or tokenization
         data = stage_data(task, tokenizer, batch_size=settings.batch_size, trainer_cfg=trainer_cfg, seed=seed,
                           split_seed=split_seed, data_dir=data_dir, cache_dir=cache_dir, realfake_file=realfake_file,
                           num_workers=num_workers)
         kind = task["kind"]
-        model = load_head_model(HEADS[kind], encoder_source, random_init=random_init,
-                                attn_implementation="sdpa", head=head_config(kind, data.num_labels))
+        # a lora / bitfit intermediate checkpoint holds only what its stage trained: the base encoder it
+        # applies to comes first, then the checkpoint on it (a LoRA adapter merged)
+        handoff = read_handoff(encoder_source)
+        model = load_head_model(HEADS[kind], handoff["base_encoder"] if handoff else encoder_source,
+                                random_init=random_init, attn_implementation="sdpa",
+                                head=head_config(kind, data.num_labels))
+        if handoff:
+            apply_handoff(model, encoder_source, handoff)
+        applied = apply_method(model, method)  # the head trains in full under every method
+        parameters = parameter_counts(model)
+        log.info("%s stage method %s: %d of %d parameters train", task["name"], applied.name,
+                 parameters["trainable_parameters"], parameters["total_parameters"])
         if compiled:
             # in place: the state dict keeps its keys, so save_pretrained still writes a plain checkpoint
             model.compile(mode=None if trainer_cfg["compile"] in ("default", True) else trainer_cfg["compile"],
@@ -116,7 +136,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
         )
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
-        return StageResult(module, data, baseline, time.perf_counter() - start)
+        return StageResult(module, data, baseline, time.perf_counter() - start, applied, parameters)
 
 
 def stage_data(task: Mapping, tokenizer, *, batch_size: int, trainer_cfg: Mapping, seed: int, split_seed: int,

@@ -17,7 +17,7 @@ FORMATS = {
     "csv": lambda path, task: readers.read_csv(path),
 }
 # Keys that belong to the stage, not to the task definition.
-STAGE_KEYS = {"train_size", "eval_size", "max_epochs", "max_steps", "lr", "batch_size",
+STAGE_KEYS = {"method", "train_size", "eval_size", "max_epochs", "max_steps", "lr", "batch_size",
               "warmup_ratio", "weight_decay", "seed"}
 
 

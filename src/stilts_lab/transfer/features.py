@@ -11,7 +11,6 @@ from typing import Mapping
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from transformers import AutoModel
 
 from stilts_lab.data.batching import LengthGroupedBatchSampler, collator
 from stilts_lab.data.datamodule import TaskDataModule
@@ -45,8 +44,11 @@ def target_data(task: Mapping, tokenizer, *, data_dir, cache_dir, split_seed: in
 
 
 def load_encoder(source: str):
+    """The encoder a start stands for, of any training method (a LoRA or BitFit checkpoint is the base
+    encoder with its adapter merged or its biases set: models.methods.load_encoder)."""
+    from stilts_lab.models.methods import load_encoder as load_any
     try:
-        return AutoModel.from_pretrained(source).eval()
+        return load_any(source).eval()
     except OSError as e:
         raise ConfigError(f"cannot load encoder weights from '{source}': {e}") from None
 
