@@ -40,18 +40,28 @@ NOISE = ("The `srun` command is available on your system but is not used",
          "The number of training batches .* is smaller than the logging interval")
 
 
-def one_line_per_message() -> None:
-    """Route Lightning's records through the root handlers only (Hydra's console and job log file)
-    and drop the litlogger tip. Idempotent: each trial of a sweep calls it again."""
+def quiet_library_notes() -> None:
+    """Drop the notes every stage would print (NOISE, the fresh head's load report, the litlogger tip);
+    also in the child process an isolated stage runs in (memory.run_isolated). Idempotent."""
     import warnings
-
-    import lightning  # noqa: F401  (its import adds the handler this removes)
 
     for message in NOISE:
         warnings.filterwarnings("ignore", message=message)
     transformers_log = logging.getLogger("transformers.modeling_utils")
     if not any(isinstance(f, DropFreshHeadReport) for f in transformers_log.filters):
         transformers_log.addFilter(DropFreshHeadReport())
+    for name in RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropLitLoggerTip) for f in logger.filters):
+            logger.addFilter(DropLitLoggerTip())
+
+
+def one_line_per_message() -> None:
+    """Route Lightning's records through the root handlers only (Hydra's console and job log file)
+    and drop the litlogger tip. Idempotent: each trial of a sweep calls it again."""
+    import lightning  # noqa: F401  (its import adds the handler this removes)
+
+    quiet_library_notes()
 
     if not logging.getLogger().handlers:  # no Hydra (a notebook, a library user): Lightning's own stays
         return
@@ -61,7 +71,3 @@ def one_line_per_message() -> None:
             if type(handler) is logging.StreamHandler:  # Lightning's console handlers, not a user's file
                 logger.removeHandler(handler)
         logger.propagate = True
-    for name in RANK_ZERO_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropLitLoggerTip) for f in logger.filters):
-            logger.addFilter(DropLitLoggerTip())

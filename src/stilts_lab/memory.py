@@ -62,7 +62,10 @@ def _child_setup(level: int, threads: int) -> None:
 
     import torch
 
+    from stilts_lab.logging_setup import quiet_library_notes
+
     logging.basicConfig(level=level, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    quiet_library_notes()   # as in the parent's trial: no fresh-head report, no srun hint
     torch.set_num_threads(threads)  # a sweep's share of the cores (trainer.num_threads), not all of them
 
 
