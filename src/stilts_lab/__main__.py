@@ -25,21 +25,31 @@ def _check_before_heavy_imports(cfg: DictConfig) -> None:
     """A typo answers in a second, before torch, Lightning and transformers load (~8 s). Its trial
     still leaves a metrics.json that says failed, as one failing later would (without the versions and
     device, which need those imports). In a sweep each trial's own check in pipeline.run does this."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
     from stilts_lab.checks import check_config
-    from stilts_lab.identity import config_hash, data_hashes
-    from stilts_lab.results import METRICS_FILE, write_json_atomic
+    from stilts_lab.identity import data_hashes
     try:
         check_config(cfg)
     except StiltsError as e:
-        out = Path(HydraConfig.get().runtime.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / METRICS_FILE, {
-            "status": "failed", "error": f"{type(e).__name__}: {e}", "config_hash": config_hash(cfg),
-            "target": cfg.target.get("name"), "intermediate": cfg.intermediate.get("name"),
-            "data_files": data_hashes(cfg), "config": OmegaConf.to_container(cfg, resolve=True)})
+        write_failed(cfg, e, data_files=data_hashes(cfg))
         raise
+
+
+def write_failed(cfg: DictConfig, error: BaseException, **extra) -> None:
+    """The trial's metrics.json saying failed and why, for a failure before pipeline.run records its own."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from stilts_lab.identity import config_hash
+    from stilts_lab.results import METRICS_FILE, write_json_atomic
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        digest = config_hash(cfg)
+    except Exception:   # what broke may be the data the hash reads
+        digest = None
+    write_json_atomic(out / METRICS_FILE, {
+        "status": "failed", "error": f"{type(error).__name__}: {error}", "config_hash": digest,
+        "target": cfg.target.get("name"), "intermediate": cfg.intermediate.get("name"),
+        "config": OmegaConf.to_container(cfg, resolve=True), **extra})
 
 
 def _own_gpu_per_worker(cfg: DictConfig) -> None:
@@ -95,21 +105,12 @@ def record_crash(cfg: DictConfig, error: BaseException) -> None:
     install): a failed metrics.json of this command, so the sweep's exit code counts it. Never over a
     finished result, nor over pipeline.run's own record of this failure."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-    from stilts_lab.identity import config_hash
-    from stilts_lab.results import METRICS_FILE, read_metrics, run_id, write_json_atomic
+    from stilts_lab.results import METRICS_FILE, read_metrics, run_id
     path = Path(HydraConfig.get().runtime.output_dir) / METRICS_FILE
     prior = read_metrics(path) if path.is_file() else None
     if isinstance(prior, dict) and (prior.get("status") != "failed" or prior.get("run_id") == run_id()):
         return
-    try:
-        digest = config_hash(cfg)
-    except Exception:
-        digest = None
-    write_json_atomic(path, {"status": "failed", "error": f"{type(error).__name__}: {error}", "config_hash": digest,
-                             "run_id": run_id(), "target": cfg.target.get("name"),
-                             "intermediate": cfg.intermediate.get("name"),
-                             "config": OmegaConf.to_container(cfg, resolve=True)})
+    write_failed(cfg, error, run_id=run_id())
 
 
 if __name__ == "__main__":

@@ -91,6 +91,11 @@ class Checkpoint:
         return self.folder.parent / f"{self.folder.name}{DIVERGED_SUFFIX}"
 
 
+def checkpoint_folder(cfg: DictConfig, key: str) -> Path:
+    """Where the checkpoint of cfg's intermediate task under `key` is cached."""
+    return Path(abspath(cfg.paths.cache_dir)) / "intermediate" / f"{cfg.intermediate.name}-{key}"
+
+
 def locate(cfg: DictConfig) -> Checkpoint:
     """The checkpoint a config needs. A real-fake task's set is built first (cached by its own key;
     cheap when built): its key is part of the checkpoint's."""
@@ -99,8 +104,7 @@ def locate(cfg: DictConfig) -> Checkpoint:
         from stilts_lab.synth.realfake import EXAMPLES_FILE, build_from_config
         realfake_file = build_from_config(cfg) / EXAMPLES_FILE
     key = intermediate_key(cfg, intermediate_data_parts(cfg, realfake_file))
-    root = Path(abspath(cfg.paths.cache_dir)) / "intermediate"
-    return Checkpoint(cfg.intermediate.name, key, root / f"{cfg.intermediate.name}-{key}", realfake_file)
+    return Checkpoint(cfg.intermediate.name, key, checkpoint_folder(cfg, key), realfake_file)
 
 
 def expected_key(cfg: DictConfig) -> str | None:
@@ -162,7 +166,7 @@ def train_and_publish(cfg: DictConfig, ckpt: Checkpoint, tokenizer, encoder_sour
 def prepared_checkpoint(cfg: DictConfig) -> tuple[str, Path]:
     """(key, folder) of a checkpoint the prepare phase trained; building or training nothing."""
     key = expected_key(cfg)
-    folder = Path(abspath(cfg.paths.cache_dir)) / "intermediate" / f"{cfg.intermediate.name}-{key}"
+    folder = checkpoint_folder(cfg, key)
     problem = checkpoint_problem(folder)
     if problem is not None:
         raise ConfigError(f"require_prepared=true, but intermediate checkpoint {folder} is {problem}: run "

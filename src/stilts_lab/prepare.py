@@ -40,7 +40,7 @@ def sweep_dir(overrides: Sequence[str]) -> Path | None:
 def plan_jobs(overrides: Sequence[str]) -> list[dict]:
     """One entry per distinct intermediate checkpoint of the sweep: {key, intermediate, folder,
     overrides, trials}, the overrides of the first trial that needs it."""
-    from stilts_lab.checkpoints import abspath, expected_key
+    from stilts_lab.checkpoints import checkpoint_folder, expected_key
     from stilts_lab.checks import check_config
     from stilts_lab.compose import compose_config
     from stilts_lab.transfer.plan import expand
@@ -52,8 +52,8 @@ def plan_jobs(overrides: Sequence[str]) -> list[dict]:
             continue
         check_config(cfg)
         key = expected_key(cfg)
-        folder = Path(abspath(cfg.paths.cache_dir)) / "intermediate" / f"{cfg.intermediate.name}-{key}"
-        job = jobs.setdefault(key, {"key": key, "intermediate": str(cfg.intermediate.name), "folder": str(folder),
+        job = jobs.setdefault(key, {"key": key, "intermediate": str(cfg.intermediate.name),
+                                    "folder": str(checkpoint_folder(cfg, key)),
                                     "overrides": list(trial), "trials": 0})
         job["trials"] += 1
     return list(jobs.values())

@@ -45,17 +45,18 @@ def _token_counts(dm, vocab_size: int) -> np.ndarray:
     return np.bincount(ids, minlength=vocab_size)
 
 
-def read_task(name: str, cfg, tokenizer, encoder, *, max_examples: int, embed_examples: int) -> TaskData:
+def read_task(name: str, role: str, cfg, tokenizer, encoder, *, max_examples: int, embed_examples: int) -> TaskData:
     """A task's training split as a trial reads it (train_size subset included), capped as the
-    estimates cap it (features.target_data), then its token counts and mean embedding."""
+    estimates cap it (features.target_data), then its token counts and mean embedding. `role`: the
+    config block the task is in (target or intermediate)."""
     from omegaconf import OmegaConf
 
     from stilts_lab.checkpoints import abspath
     from stilts_lab.transfer.features import encode, target_data
-    task = OmegaConf.to_container(cfg.intermediate if name != str(cfg.target.name) else cfg.target, resolve=True)
+    task = OmegaConf.to_container(cfg[role], resolve=True)
     realfake = None
     if task.get("format") == "realfake":
-        realfake = built_realfake(cfg)
+        realfake = built_realfake(cfg, role)
     kwargs = dict(data_dir=abspath(cfg.paths.data_dir), cache_dir=abspath(cfg.paths.cache_dir),
                   split_seed=int(cfg.data.split_seed))
     t0 = time.perf_counter()
@@ -71,16 +72,17 @@ def read_task(name: str, cfg, tokenizer, encoder, *, max_examples: int, embed_ex
                                          "VocabOverlap": vocab_seconds})
 
 
-def built_realfake(cfg) -> Path:
+def built_realfake(cfg, role: str = "intermediate") -> Path:
     """A real-fake candidate's cached build, never built here (minutes to an hour): else an error that
     names the command that builds it."""
     from stilts_lab.checkpoints import abspath
     from stilts_lab.synth.realfake import EXAMPLES_FILE, key_from_config
-    path = Path(abspath(cfg.paths.cache_dir)) / "realfake" / key_from_config(cfg) / EXAMPLES_FILE
+    path = Path(abspath(cfg.paths.cache_dir)) / "realfake" / key_from_config(cfg, role) / EXAMPLES_FILE
     if not path.is_file():
-        raise StiltsError(f"{cfg.intermediate.name}: its real-fake set is not built; build it first with "
-                          f"`python -m stilts_lab.synth intermediate={cfg.intermediate.name} "
-                          f"intermediate.train_size={cfg.intermediate.train_size}` (or leave it out)")
+        task = cfg[role]
+        raise StiltsError(f"{task.name}: its real-fake set is not built; build it first with "
+                          f"`python -m stilts_lab.synth intermediate={task.name} "
+                          f"intermediate.train_size={task.train_size}` (or leave it out)")
     return path
 
 
@@ -102,12 +104,12 @@ def rank(target: str, candidates: Sequence[str], overrides: Sequence[str] = (), 
     base = compose_config([*overrides, f"target={target}"])
     tokenizer = load_tokenizer(resolve_tokenizer(base.model))
     encoder = load_encoder(resolve_pretrained(base.model))
-    goal = read_task(target, base, tokenizer, encoder, max_examples=max_examples, embed_examples=embed_examples)
+    goal = read_task(target, "target", base, tokenizer, encoder, max_examples=max_examples, embed_examples=embed_examples)
     rows, notes = [], []
     for name in candidates:
         cfg = compose_config([*overrides, f"target={target}", f"intermediate={name}"])
         try:
-            data = read_task(name, cfg, tokenizer, encoder, max_examples=max_examples, embed_examples=embed_examples)
+            data = read_task(name, "intermediate", cfg, tokenizer, encoder, max_examples=max_examples, embed_examples=embed_examples)
         except StiltsError as e:
             notes.append(f"left out: {e}")
             continue
