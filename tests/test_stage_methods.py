@@ -19,7 +19,7 @@ from stilts_lab.checkpoints import expected_key
 from stilts_lab.identity import config_hash
 from stilts_lab.intermediate_stage import COMPLETE_FILE
 from stilts_lab.models.encoder import resolve_pretrained
-from stilts_lab.models.methods import BITFIT_FILE, METHODS, load_encoder
+from stilts_lab.models.methods import BITFIT_FILE, HANDOFF_FILE, METHODS, load_encoder
 from stilts_lab.pipeline import run
 from tests.conftest import compose_config
 
@@ -81,6 +81,10 @@ def test_every_method_hands_off_to_every_other(intermediate_method, target_metho
     assert metrics["intermediate_checkpoint"]["bytes"] == size
     if intermediate_method != "full":
         assert size < 5_000_000  # MBs, not the 90 MB encoder
+        # the base is named by the model config's spec, not this machine's path: a moved venv still resolves
+        base_named = json.loads((ckpt / HANDOFF_FILE).read_text())["base_encoder"]
+        assert base_named["pretrained"] == cfg.model.pretrained
+        assert resolve_pretrained(cfg.model) not in json.dumps(base_named)
 
     # the target stage started from the intermediate checkpoint's weights, not from the base encoder
     base = AutoModel.from_pretrained(resolve_pretrained(cfg.model)).state_dict()

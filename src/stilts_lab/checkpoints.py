@@ -24,6 +24,7 @@ from stilts_lab.errors import ConfigError, DivergedError
 from stilts_lab.identity import cached_file_sha256, intermediate_key
 from stilts_lab.intermediate_stage import COMPLETE_FILE, diverged_message, train_into
 from stilts_lab.memory import run_isolated
+from stilts_lab.models.methods import base_reference
 from stilts_lab.results import METRICS_FILE, read_metrics, run_id
 from stilts_lab.stage import stage_settings
 
@@ -133,6 +134,7 @@ def stage_arguments(cfg: DictConfig, ckpt: Checkpoint, encoder_source: str) -> d
     """train_stage's arguments for the intermediate stage, as plain data (a child gets no Hydra context)."""
     return dict(
         task=OmegaConf.to_container(cfg.intermediate, resolve=True), encoder_source=encoder_source,
+        base_model=base_reference(OmegaConf.to_container(cfg.model, resolve=True)),
         settings=stage_settings(cfg, "intermediate"),
         # one carve per file for both stages: under the intermediate's own seed, a task sharing
         # the target's file (hellaswag_p -> hellaswag) would train on the target's dev rows

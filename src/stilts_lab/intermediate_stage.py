@@ -33,6 +33,7 @@ def train_into(tmp: Path, *, key: str, record: Path, run_id: str, tokenizer, sta
     (with the command's run_id) instead and raises DivergedError."""
     task = stage["task"]
     stage = dict(stage, trainer_cfg=OmegaConf.create(stage["trainer_cfg"]))
+    base_model = stage.pop("base_model")  # what a lora / bitfit checkpoint names as its base
     result = train_stage(tokenizer=tokenizer, **stage)
     module, realfake_file = result.module, stage.get("realfake_file")
     info = {
@@ -50,7 +51,7 @@ def train_into(tmp: Path, *, key: str, record: Path, run_id: str, tokenizer, sta
         raise DivergedError(diverged_message(task["name"], key, record, "while training"))
     # Only the encoder travels on: the target stage puts a fresh head of its own kind on it. Under
     # method full, the whole encoder; lora, its adapter; bitfit, its bias tensors (models/methods.py).
-    result.method.save(module.model, tmp, base_encoder=stage["encoder_source"])
+    result.method.save(module.model, tmp, base_encoder=base_model)
     tokenizer.save_pretrained(tmp)
     OmegaConf.save(OmegaConf.create(task), tmp / "stage.yaml")
     info["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}

@@ -16,8 +16,8 @@ from stilts_lab.memory import release_freed_memory
 from stilts_lab.process_settings import stage_settings_scope
 from stilts_lab.errors import ConfigError
 from stilts_lab.models.encoder import load_head_model
-from stilts_lab.models.methods import (AppliedMethod, apply_handoff, apply_method, method_name, parameter_counts,
-                                     read_handoff)
+from stilts_lab.models.methods import (AppliedMethod, apply_handoff, apply_method, base_source, method_name,
+                                     parameter_counts, read_handoff)
 from stilts_lab.models.metrics import trivial_baseline
 from stilts_lab.models.stage_module import HEADS, StageModule
 from stilts_lab.trackers import build_logger
@@ -99,7 +99,7 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
         # a lora / bitfit intermediate checkpoint holds only what its stage trained: the base encoder it
         # applies to comes first, then the checkpoint on it (a LoRA adapter merged)
         handoff = read_handoff(encoder_source)
-        model = load_head_model(HEADS[kind], handoff["base_encoder"] if handoff else encoder_source,
+        model = load_head_model(HEADS[kind], base_source(handoff) if handoff else encoder_source,
                                 random_init=random_init, attn_implementation="sdpa",
                                 head=head_config(kind, data.num_labels))
         if handoff:

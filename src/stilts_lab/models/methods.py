@@ -24,7 +24,10 @@ import torch
 from stilts_lab.errors import ConfigError
 
 METHODS = ("full", "lora", "bitfit")
-HANDOFF_FILE = "method.json"            # in a lora / bitfit checkpoint: {"method": {...}, "base_encoder": source}
+# In a lora / bitfit checkpoint: {"method": {...}, "base_encoder": {name, pretrained, hub_id}}: the model
+# config's own spec (e.g. embedded:<package>/<folder>), resolved where the checkpoint is read, so that a
+# cache stays usable after the venv moves. Checkpoints before 2026-12-07 hold a path string there.
+HANDOFF_FILE = "method.json"
 BITFIT_FILE = "bitfit_bias.safetensors"  # a bitfit checkpoint's encoder bias tensors
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # peft's names
 
@@ -59,7 +62,7 @@ class AppliedMethod:
     settings: dict
     peft_model: Any = None   # lora: the PeftModel wrapping model.base_model (LoRA injected in place)
 
-    def save(self, model, folder: Path, base_encoder: str) -> None:
+    def save(self, model, folder: Path, base_encoder: Mapping) -> None:
         """The encoder's part of the stage into `folder`: the whole encoder (full), the adapter (lora)
         or the bias tensors (bitfit), the last two with HANDOFF_FILE naming the base they apply to."""
         encoder = model.base_model
@@ -74,8 +77,22 @@ class AppliedMethod:
             from safetensors.torch import save_file
             save_file({n: p.detach().contiguous().cpu() for n, p in encoder.named_parameters() if n.endswith("bias")},
                       str(folder / BITFIT_FILE))
-        (folder / HANDOFF_FILE).write_text(json.dumps({"method": self.settings, "base_encoder": base_encoder},
+        (folder / HANDOFF_FILE).write_text(json.dumps({"method": self.settings, "base_encoder": dict(base_encoder)},
                                                       indent=1, sort_keys=True))
+
+
+def base_reference(model_cfg: Mapping) -> dict:
+    """What a lora / bitfit checkpoint records of its base encoder: the model config's spec, not a path."""
+    return {k: model_cfg.get(k) for k in ("name", "pretrained", "hub_id")}
+
+
+def base_source(handoff: Mapping) -> str:
+    """Where the base encoder of a lora / bitfit checkpoint loads from on this machine."""
+    base = handoff["base_encoder"]
+    if isinstance(base, str):  # an older checkpoint: the absolute path it was trained with
+        return base
+    from stilts_lab.models.encoder import resolve_pretrained
+    return resolve_pretrained(base)
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -147,4 +164,4 @@ def load_encoder(source: str):
     handoff = read_handoff(source)
     if handoff is None:
         return AutoModel.from_pretrained(source)
-    return handed_off(AutoModel.from_pretrained(handoff["base_encoder"]), source, handoff)
+    return handed_off(AutoModel.from_pretrained(base_source(handoff)), source, handoff)
