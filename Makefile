@@ -82,13 +82,18 @@ verdict-matrix: setup  ## 6 arms x 2 intermediate seeds into RTE, WiC, SocialIQA
 verdict-report: setup  ## rebuild docs/verdict_matrix's report from its committed results.csv (seconds)
 	$(PY) -m stilts_lab.report $(VERDICT) --out $(VERDICT) $(DECOMPOSITION)
 
-# Issue 34 (conf/experiment/replication.yaml): the paper's claims on its own grid. Run only after the
-# preregistration file under docs/ is committed; the prepare phase trains the 9 intermediates first.
+# Issue 34 (conf/experiment/replication.yaml, docs/replication/PREREGISTRATION.md): the paper's claims on
+# its own grid. The LogME / H-score predictions come first (they train the intermediates), then the
+# trials, then the independent vanilla replicate H4 classifies cells by. Every step resumes.
 REPLICATION := multirun/replication
-replication: setup  ## H1-H5 on the paper grid, RTE and WiC (CPU, about 12 hours; resumes)
+REPLICATION_DOCS := docs/replication
+replication: setup  ## H1-H5 on the paper grid, RTE and WiC (CPU, about 11 hours; resumes)
+	test -f $(REPLICATION_DOCS)/transfer_estimates.csv || $(PY) -m stilts_lab.transfer estimate +experiment=replication $(ARGS) \
+		--max-examples 400 --out $(REPLICATION_DOCS)/transfer_estimates.csv
 	$(PY) -m stilts_lab.prepare --trials +experiment=replication hydra.sweep.dir=$(REPLICATION) $(ARGS)
 	$(STILTS) +experiment=replication intermediate=none replicate=1 hydra.sweep.dir=$(REPLICATION)_vanilla_replicate $(ARGS)
-	$(PY) -m stilts_lab.report $(REPLICATION) $(REPLICATION)_vanilla_replicate --out docs/replication --hypotheses
+	cp $(REPLICATION_DOCS)/transfer_estimates.csv $(REPLICATION)/
+	$(PY) -m stilts_lab.report $(REPLICATION) $(REPLICATION)_vanilla_replicate --out $(REPLICATION_DOCS) --hypotheses
 
 bench: setup
 	$(PY) bench/builder_throughput.py

@@ -54,3 +54,23 @@ def test_h4_needs_a_vanilla_replicate_and_never_uses_the_compared_trial(tmp_path
     written = write_report([tmp_path / "sweep"], tmp_path / "out", hypotheses=True)
     h4 = pd.read_csv(written["hypotheses.csv"]).set_index("hypothesis").loc["H4"]
     assert h4["result"] == "inconclusive" and "replicate=1" in h4["note"] and pd.isna(h4["p"])
+
+
+def test_h1_is_decided_on_these_checkpoints_and_prints_the_task_level_test_beside(tmp_path):
+    """Three intermediate seeds whose gains differ (+0.01, +0.03, +0.05) in every cell: on these
+    checkpoints the gain is certain; over checkpoints (df 2) it is not. The preregistered H1 is the
+    conditional test; the task-level p stands beside it, larger, outside the family."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "sweep"
+    for n, cell in enumerate(CELLS):
+        base = 0.55 + 0.002 * n
+        write_trial(root / f"v{n}", "none", *cell, base + rng.normal(0, 0.002))
+        for seed, gain in ((42, 0.01), (43, 0.03), (44, 0.05)):
+            write_trial(root / f"p{seed}-{n}", "realfake_paper", *cell, base + gain + rng.normal(0, 0.002),
+                        config={"intermediate": {"seed": seed}})
+    written = write_report([root], tmp_path / "out", hypotheses=True)
+    h1 = pd.read_csv(written["hypotheses.csv"]).set_index("hypothesis").loc["H1"]
+    assert h1["test"] == "block-design t (these checkpoints)"
+    assert h1["p"] < 1e-6 and h1["result"] == "supported"
+    assert 0.03 < h1["task_p"] < 0.5     # t = 0.03 / (0.02 / sqrt 3) on 2 df: far from certain
+    assert "task-level p" in written["summary.md"].read_text()

@@ -30,3 +30,28 @@ def test_rank_orders_paraphrase_above_endings_for_rte(tmp_path, data_dir, cache_
     assert scores.loc["mrpc", "TextEmb"] > scores.loc["hellaswag_p", "TextEmb"]
     assert scores.loc["mrpc", "VocabOverlap"] > scores.loc["hellaswag_p", "VocabOverlap"]
     assert "| 1 | mrpc |" in printed.out
+
+
+def test_with_checkpoints_adds_the_checkpoint_estimators_and_the_plain_encoder(tmp_path, data_dir, monkeypatch, capsys):
+    """--with-checkpoints trains each candidate's intermediate stage (here one step on 8 examples) and
+    scores LogME, H-score and kNN on it and on the plain encoder, which the cheap rankers cannot score."""
+    monkeypatch.setenv("STILTS_DATA_DIR", str(data_dir))
+    out = tmp_path / "rank.csv"
+    code = main(["rank", "--target", "rte", "--candidates", "mrpc,cola", "--max-examples", "32",
+                 "--embed-examples", "16", "--with-checkpoints", "--out", str(out),
+                 f"paths.cache_dir={tmp_path / 'cache'}", "target.train_size=32", "intermediate.train_size=8",
+                 "intermediate.eval_size=8", "intermediate.max_steps=1", "intermediate.batch_size=8",
+                 "trainer.enable_progress_bar=false"])
+    assert code == 0
+    df = pd.read_csv(out)
+    scored = set(zip(df["intermediate"], df["estimator"]))
+    for ranker in ("LogME", "HScore", "kNN"):
+        assert {("none", ranker), ("mrpc", ranker), ("cola", ranker)} <= scored
+    assert ("none", "TextEmb") not in scored
+    # each candidate's rows name the checkpoint they were scored on; the trained checkpoints are in the cache
+    keys = df[df["estimator"] == "LogME"].set_index("intermediate")["checkpoint_key"]
+    assert pd.isna(keys["none"]) and keys[["mrpc", "cola"]].notna().all()
+    assert {p.name for p in (tmp_path / "cache" / "intermediate").iterdir() if p.is_dir()} == {
+        f"mrpc-{keys['mrpc']}", f"cola-{keys['cola']}"}
+    printed = capsys.readouterr().out
+    assert "checkpoint trained or reused" in printed and "| - | none |" in printed and "LogME" in printed

@@ -13,6 +13,7 @@ def test_logme_ranks_linear_labels_above_shuffled():
     real = score(Features(x, y, "classification", 200))
     fake = score(Features(x, shuffled, "classification", 200))
     assert real["LogME"][0] > fake["LogME"][0] + 0.01
+    assert real["kNN"][0] > fake["kNN"][0] + 0.1   # neighbours share a linear label, not a shuffled one
 
 
 def test_estimates_before_any_trial_for_a_classification_and_a_multiple_choice_target(data_dir, cache_dir, tmp_path,
@@ -29,8 +30,8 @@ def test_estimates_before_any_trial_for_a_classification_and_a_multiple_choice_t
     assert code == 0
     df = pd.read_csv(out)
     assert list(df.columns[:6]) == ["intermediate", "intermediate_seed", "target", "estimator", "score", "seconds"]
-    assert sorted(zip(df.target, df.estimator)) == [("copa", "HScore"), ("copa", "LogME"),
-                                                     ("rte", "HScore"), ("rte", "LogME")]
+    assert sorted(zip(df.target, df.estimator)) == [("copa", "HScore"), ("copa", "LogME"), ("copa", "kNN"),
+                                                     ("rte", "HScore"), ("rte", "LogME"), ("rte", "kNN")]
     assert set(df.intermediate) == {"none"} and df.intermediate_seed.isna().all()
     # the report joins rows to arms by model and checkpoint key: the plain encoder has no key
     assert set(df.model) == {"minilm_l6"} and df.checkpoint_key.isna().all()
@@ -38,7 +39,7 @@ def test_estimates_before_any_trial_for_a_classification_and_a_multiple_choice_t
     # copa's 2 choices per example become 2 rows (the answer labelled 1), rte's pairs one row each
     assert dict(zip(df.target, df.n_rows)) == {"rte": 32, "copa": 64}
     printed = capsys.readouterr().out
-    assert "LogME" in printed and "HScore" in printed
+    assert "LogME" in printed and "HScore" in printed and "kNN" in printed
 
 
 def test_a_checkpoint_is_keyed_as_its_trials_record_it(tmp_path):

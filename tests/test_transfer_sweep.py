@@ -174,7 +174,7 @@ def test_estimates_are_scored_against_the_realised_deltas(sweep):
     estimates = pd.read_csv(root / "transfer_estimates.csv")
     # the plain encoder and each intermediate's checkpoint, on each target, by each estimator
     assert sorted(set(zip(estimates["intermediate"], estimates["target"], estimates["estimator"]))) == sorted(
-        (i, t, e) for i in ["none", *INTERMEDIATES] for t in TARGETS for e in ("HScore", "LogME"))
+        (i, t, e) for i in ["none", *INTERMEDIATES] for t in TARGETS for e in ("HScore", "LogME", "kNN"))
     assert estimates["checkpoint"].nunique() == 1 + len(INTERMEDIATES)
     assert "LogME" in printed and "HScore" in printed
 

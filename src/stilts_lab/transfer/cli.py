@@ -64,7 +64,7 @@ def rank_main(args) -> int:
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     try:
         df, notes = rank(args.target, candidates, args.overrides, max_examples=args.max_examples,
-                         embed_examples=args.embed_examples)
+                         embed_examples=args.embed_examples, with_checkpoints=args.with_checkpoints)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -73,7 +73,8 @@ def rank_main(args) -> int:
     if df.empty:
         print("error: no candidate could be ranked", file=sys.stderr)
         return 1
-    print(f"candidates for {args.target}, nothing trained (higher: predicted to transfer better):")
+    trained = "each candidate's checkpoint trained or reused" if args.with_checkpoints else "nothing trained"
+    print(f"candidates for {args.target}, {trained} (higher: predicted to transfer better):")
     print(ranking_table(df))
     print(f"{time.perf_counter() - start:.1f} s in all")
     if args.out:
@@ -83,7 +84,7 @@ def rank_main(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stilts_lab.transfer",
-                                     description="Transferability estimates (LogME, H-score) per starting encoder and target.")
+                                     description="Transferability estimates (LogME, H-score, kNN) per starting encoder and target.")
     sub = parser.add_subparsers(dest="command", required=True)
     est = sub.add_parser("estimate", help="a sweep folder, or the Hydra overrides of a sweep not yet run")
     est.add_argument("what", nargs="+", help="SWEEP_DIR, or overrides such as +experiment=small_grid intermediate=none,cola")
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rk.add_argument("--max-examples", type=int, default=1000, help="training examples per task (default 1000)")
     rk.add_argument("--embed-examples", type=int, default=100, help="rows per task for TextEmb (default 100)")
     rk.add_argument("--out", type=Path, help="also write the scores as a transfer_estimates.csv the report reads")
+    rk.add_argument("--with-checkpoints", action="store_true",
+                    help="also train (or reuse) each candidate's intermediate checkpoint and add LogME, H-score "
+                         "and kNN on it (minutes per candidate on a CPU)")
     rk.add_argument("overrides", nargs="*", help="Hydra overrides for every task, e.g. target.train_size=400")
     args = parser.parse_args(argv)
     if args.command == "rank":

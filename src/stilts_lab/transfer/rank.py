@@ -9,7 +9,11 @@ Rankers that compare the candidate's data with the target's, both read as a tria
   holds (the tokenizer's ids, so subword units; 1 = every target token seen).
 Both are "higher = predicted to transfer better", and --out writes them in transfer_estimates.csv's
 format, so the report scores them against the realised gains like LogME and H-score.
-The checkpoint-based estimators (LogME, H-score) are `python -m stilts_lab.transfer estimate`.
+With --with-checkpoints, each candidate's intermediate checkpoint is trained (or found in the cache)
+and the checkpoint-based estimators join the table (transfer/estimate.py: LogME, H-score, kNN), with
+the plain encoder ("none") as a candidate of its own: on it, a candidate that scores lower is
+predicted to hurt. On the plain encoder alone they give every candidate the same score, which is why
+they need the training.
 """
 from __future__ import annotations
 
@@ -95,8 +99,11 @@ def vocabulary_overlap(candidate: np.ndarray, target: np.ndarray) -> float:
 
 
 def rank(target: str, candidates: Sequence[str], overrides: Sequence[str] = (), *,
-         max_examples: int = 1000, embed_examples: int = EMBED_EXAMPLES) -> tuple[pd.DataFrame, list[str]]:
-    """(one row per (candidate, ranker) in transfer_estimates.csv's columns, notes on candidates left out)."""
+         max_examples: int = 1000, embed_examples: int = EMBED_EXAMPLES,
+         with_checkpoints: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """(one row per (candidate, ranker) in transfer_estimates.csv's columns, notes on candidates left out).
+    with_checkpoints: also train (or reuse) each ranked candidate's intermediate checkpoint and add the
+    checkpoint-based estimators' rows, the plain encoder's among them."""
     from stilts_lab.compose import compose_config
     from stilts_lab.models.encoder import load_tokenizer, resolve_pretrained, resolve_tokenizer
     from stilts_lab.transfer.features import load_encoder
@@ -118,15 +125,36 @@ def rank(target: str, candidates: Sequence[str], overrides: Sequence[str] = (), 
             rows.append({"intermediate": name, "intermediate_seed": None, "target": target, "estimator": ranker,
                          "score": value, "seconds": round(data.seconds[ranker] + goal.seconds[ranker], 3),
                          "model": str(base.model.name), "checkpoint_key": None})
-    return pd.DataFrame(rows), notes
+    df = pd.DataFrame(rows)
+    ranked = list(dict.fromkeys(df["intermediate"])) if not df.empty else []
+    if with_checkpoints and ranked:
+        df = pd.concat([df, checkpoint_rows(target, ranked, overrides, str(base.model.name), max_examples)],
+                       ignore_index=True)
+    return df, notes
+
+
+def checkpoint_rows(target: str, candidates: Sequence[str], overrides: Sequence[str], model: str,
+                    max_examples: int) -> pd.DataFrame:
+    """transfer estimate's rows for the plain encoder and each candidate's checkpoint (trained here if
+    not cached: minutes each on a CPU); `seconds` is the estimate's own cost, not the training's."""
+    from stilts_lab.transfer import plan as plans
+    from stilts_lab.transfer.estimate import estimate
+    plan = plans.from_overrides([*overrides, f"target={target}", f"intermediate={','.join(candidates)}"])
+    return estimate(plan, model=model, max_examples=max_examples)
 
 
 def ranking_table(df: pd.DataFrame) -> str:
-    """rank, candidate, each ranker's score and cost; ranked by TextEmb, ties by vocabulary overlap."""
-    wide = df.pivot_table(index="intermediate", columns="estimator", values=["score", "seconds"])
-    order = wide.sort_values([("score", "TextEmb"), ("score", "VocabOverlap")], ascending=False)
-    lines = ["| rank | candidate | TextEmb | cost s | vocabulary overlap | cost s |", "|---|---|---|---|---|---|"]
+    """rank, candidate, each ranker's score and cost (seconds); ranked by TextEmb, ties by vocabulary
+    overlap; the plain encoder ("none", scored by the checkpoint-based estimators only) last."""
+    wide = df.pivot_table(index="intermediate", columns="estimator", values=["score", "seconds"], dropna=False)
+    rankers = [r for r in ("TextEmb", "VocabOverlap", "LogME", "HScore", "kNN") if ("score", r) in wide.columns]
+    order = wide.sort_values([("score", "TextEmb"), ("score", "VocabOverlap")], ascending=False, na_position="last")
+    lines = ["| rank | candidate | " + " | ".join(f"{r} | cost s" for r in rankers) + " |",
+             "|---|---|" + "---|---|" * len(rankers)]
+
+    def cell(value, digits):
+        return "-" if pd.isna(value) else f"{value:.{digits}f}"
     for i, (name, r) in enumerate(order.iterrows(), 1):
-        lines.append(f"| {i} | {name} | {r[('score', 'TextEmb')]:.4f} | {r[('seconds', 'TextEmb')]:.1f} | "
-                     f"{r[('score', 'VocabOverlap')]:.4f} | {r[('seconds', 'VocabOverlap')]:.1f} |")
+        scored = " | ".join(f"{cell(r[('score', k)], 4)} | {cell(r[('seconds', k)], 1)}" for k in rankers)
+        lines.append(f"| {i if name != 'none' else '-'} | {name} | {scored} |")
     return "\n".join(lines)
