@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stilts_lab.errors import ConfigError
 from stilts_lab.trackers import build_logger
@@ -49,6 +50,7 @@ def test_both_stages_log_to_offline_trackers_under_the_trial(trial):
     run_dir, _ = trial
     metrics = json.loads((run_dir / "metrics.json").read_text())
     stage = json.loads((Path(metrics["intermediate_checkpoint"]["path"]) / "stage_metrics.json").read_text())
+    stage_lr = metrics["config"]["intermediate"]["lr"]
     for name, result in (("target", metrics), ("intermediate", stage)):
         key, best = f"dev_{result['metric_name']}", result["best_dev_metric"]  # rte: accuracy, cola: mcc
         scalars = tensorboard_scalars(run_dir / "logs" / name / "tensorboard")
@@ -58,8 +60,15 @@ def test_both_stages_log_to_offline_trackers_under_the_trial(trial):
         assert ml.info.run_name == name and ml.info.status == "FINISHED"
         assert ml.data.metrics[key] == pytest.approx(best)
         assert ml.data.params["metrics_file"] == str(run_dir / "metrics.json")
-        hparams = (run_dir / "logs" / name / "tensorboard" / "hparams.yaml").read_text()
-        assert str(run_dir / "metrics.json") in hparams
+        hparams = yaml.safe_load((run_dir / "logs" / name / "tensorboard" / "hparams.yaml").read_text())
+        assert hparams["metrics_file"] == str(run_dir / "metrics.json")
+        # runs compare by what they ran: the task, where it started, rate, batch, seed, method
+        assert hparams["task"] == ("rte" if name == "target" else "cola") and hparams["method"] == "full"
+        assert hparams["lr"] == pytest.approx(metrics["hparams"]["lr"] if name == "target" else stage_lr)
+        assert hparams["batch_size"] > 0 and "warmup_ratio" in hparams and "seed" in hparams
+        assert ml.data.params["task"] == hparams["task"]
+    assert yaml.safe_load((run_dir / "logs" / "target" / "tensorboard" / "hparams.yaml").read_text())["start"] == \
+        Path(metrics["intermediate_checkpoint"]["path"]).name   # cola-<key>: the intermediate it started from
     assert not (run_dir / "logs" / "target" / "csv").exists()  # logger= replaced the default, not added to it
 
 

@@ -126,7 +126,8 @@ def train_stage(*, task: Mapping, encoder_source: str, tokenizer, settings: Stag
             gradient_clip_val=None,  # the module clips itself (models/optim.py says why)
             log_every_n_steps=trainer_cfg.get("log_every_n_steps", 10),
             enable_progress_bar=trainer_cfg.get("enable_progress_bar", True),
-            logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file),  # the `logger` config group
+            logger=build_logger(logger_cfg, log_dir, metrics_file=metrics_file,  # the `logger` config group
+                                hparams=tracked_hparams(task, settings, seed, applied.name, encoder_source)),
             callbacks=[ReleaseFreedMemory(int(trim_every) if trim_every else None)],
             # the best dev score is tracked in the module; target checkpoints would only cost disk
             enable_checkpointing=False, num_sanity_val_steps=0,
@@ -153,6 +154,13 @@ def stage_data(task: Mapping, tokenizer, *, batch_size: int, trainer_cfg: Mappin
                           pad_to_multiple_of=pad_to, drop_last=compiled)
     data.setup()
     return data
+
+
+def tracked_hparams(task: Mapping, settings: StageSettings, seed: int, method: str, encoder_source: str) -> dict:
+    """What a tracker's run is compared by: the stage's task, where it started (the pretrained encoder's
+    folder or the intermediate checkpoint's, <task>-<key>), its settings, seed and training method."""
+    return {"task": task["name"], "start": Path(str(encoder_source)).name, "seed": seed, "method": method,
+            **{k: v for k, v in vars(settings).items()}}
 
 
 def head_config(kind: str, num_labels: int) -> dict:

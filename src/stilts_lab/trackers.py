@@ -17,10 +17,12 @@ from stilts_lab.errors import ConfigError
 RUN_NAME_ARG = {"MLFlowLogger": "run_name", "WandbLogger": "name"}
 
 
-def build_logger(logger_cfg: Mapping | None, log_dir: Path, *, metrics_file: Path | None = None) -> list[Logger]:
+def build_logger(logger_cfg: Mapping | None, log_dir: Path, *, metrics_file: Path | None = None,
+                 hparams: Mapping | None = None) -> list[Logger]:
     """One Lightning logger per entry of `logger_cfg`, each writing under log_dir/<entry name>.
-    `metrics_file` (the trial's metrics.json) is logged as a hyperparameter, so a tracker's run
-    points back at the result file the reports read."""
+    `hparams` (the stage's task, starting point, rate, batch, warmup, seed, method...) are logged as
+    hyperparameters, so runs compare by them in TensorBoard's HPARAMS tab or MLflow; `metrics_file` (the
+    trial's metrics.json) too, so a tracker's run points back at the result file the reports read."""
     if logger_cfg is None:  # a config composed before the logger group existed
         logger_cfg = {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger", "name": "", "version": ""}}
     if OmegaConf.is_config(logger_cfg):
@@ -45,7 +47,10 @@ def build_logger(logger_cfg: Mapping | None, log_dir: Path, *, metrics_file: Pat
         except Exception as e:  # a tracker that is not installed, a bad argument: name the key
             cause = e.__cause__ or e
             raise ConfigError(f"logger.{name}: cannot create {spec['_target_']}: {cause}") from None
+        logged = dict(hparams or {})
         if metrics_file is not None:
-            logger.log_hyperparams({"metrics_file": str(metrics_file)})
+            logged["metrics_file"] = str(metrics_file)
+        if logged:
+            logger.log_hyperparams(logged)
         loggers.append(logger)
     return loggers  # empty (every entry null): Lightning logs nothing
