@@ -4,7 +4,7 @@ The default build samples a pool of 10 candidate fakes per prompt, 32 prompts pe
 each as long as its prompt plus the largest budget of the call, all in SmolLM2's KV cache at once. The
 controlled recipe's budgets run to 150+ tokens for the longest real endings, and those calls set the peak.
 This bench samples the prompts with the LARGEST budgets (the worst calls of any build) through
-realfake.sample_endings under the controlled recipe, and reports each arm's peak RSS (ru_maxrss) and seconds:
+sampling.sample_endings under the controlled recipe, and reports each arm's peak RSS (ru_maxrss) and seconds:
 
     python bench/builder_memory.py --prompts 32                       # arms: none, 30000, 15000
     python bench/builder_memory.py --prompts 32 --caps none 20000 --env MALLOC_MMAP_THRESHOLD_=1048576
@@ -32,7 +32,8 @@ def arm(prompts: int, pool: int, cap: int | None, cache_dir: str, data_dir: str)
 
     from stilts_lab.synth.controlled import BanTokens, controlled_budget, sentence_ender_ids
     from stilts_lab.synth.generator import load_generator
-    from stilts_lab.synth.realfake import candidate_sentences, ending_tokens, sample_endings
+    from stilts_lab.synth.sampling import ending_tokens, sample_endings
+    from stilts_lab.synth.sentences import candidate_sentences
 
     torch.set_num_threads(1)
     gen_cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf/generator/smollm2_135m.yaml"), resolve=True)

@@ -4,7 +4,7 @@ length-sorted generation with the previous defaults (float32, 16 prompts per cal
 generator config (dtype, batch_size) under generate() (recipe version 3), and with the current
 sampler (synth/decode.py, recipe version 4: prefill once per prompt, nucleus-shortlist draws; issue #38).
 Same prompts, budgets and sampling for all; every row
-runs through realfake.sample_endings, on the real build's settings (the generator config and the
+runs through sampling.sample_endings, on the real build's settings (the generator config and the
 task's fakes= recipe: controlled fakes sample a larger budget under a sentence-end ban). The rows run
 interleaved (A, B, C, A, B, C; --repeats), so that a change of load on a shared machine hits every row
 alike; each ratio is taken within one repeat, and the median over repeats is reported, at equal dtype
@@ -30,7 +30,8 @@ from omegaconf import OmegaConf
 
 from stilts_lab.synth.controlled import BanTokens, controlled_budget, sentence_ender_ids
 from stilts_lab.synth.generator import load_generator, resolve_dtype
-from stilts_lab.synth.realfake import candidate_sentences, ending_tokens, sample_endings
+from stilts_lab.synth.sampling import ending_tokens, sample_endings
+from stilts_lab.synth.sentences import candidate_sentences
 from stilts_lab.synth import decode
 from stilts_lab.synth.sampling import FAST_SAMPLER_VERSION
 

@@ -15,7 +15,9 @@ from stilts_lab.errors import ConfigError
 from stilts_lab.synth.audit import PUNCTUATION, SENTENCE_BREAK
 from stilts_lab.synth.controlled import BanTokens, fit_to_words, strip_edges
 from stilts_lab.synth.generator import resolve_dtype
-from stilts_lab.synth.realfake import EXAMPLES_FILE, PROVENANCE_FILE, build_realfake, build_spec, spec_key
+from stilts_lab.identity import realfake_build_key
+from stilts_lab.synth.realfake import EXAMPLES_FILE, PROVENANCE_FILE, build_realfake
+from stilts_lab.synth.spec import build_spec
 from tests.conftest import CONF, DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,15 +82,16 @@ def test_banned_tokens_get_no_probability():
 
 def test_cache_key_follows_fakes_and_every_generator_setting(data_dir):
     base = dict(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=10, num_fakes=3, seed=1)
-    key = spec_key(build_spec(**base, fakes="controlled"))
-    assert key != spec_key(build_spec(**base, fakes="paper"))
-    assert key != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "top_p": 0.95}}, fakes="controlled"))
-    assert key != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "revision": "x"}}, fakes="controlled"))
+    key = realfake_build_key(build_spec(**base, fakes="controlled"))
+    assert key != realfake_build_key(build_spec(**base, fakes="paper"))
+    assert key != realfake_build_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "top_p": 0.95}}, fakes="controlled"))
+    assert key != realfake_build_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "revision": "x"}},
+                                                fakes="controlled"))
     with pytest.raises(ConfigError, match="intermediate.fakes"):
         build_spec(**base, fakes="clean")
     # dtype enters as resolved: "auto" builds the same set as the dtype it stands for on this machine.
-    f32 = spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "dtype": "float32"}}))
-    assert f32 != spec_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "dtype": "bfloat16"}}))
+    f32 = realfake_build_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "dtype": "float32"}}))
+    assert f32 != realfake_build_key(build_spec(**{**base, "gen_cfg": {**GEN_CFG, "dtype": "bfloat16"}}))
 
 
 def test_generator_dtype_choice():
@@ -164,11 +167,11 @@ def test_token_processors_read_nothing_back_per_generated_token(monkeypatch):
 
 def test_filter_settings_enter_the_key_and_bad_ones_name_the_key(data_dir):
     base = dict(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=10, num_fakes=3, seed=1, fakes="controlled")
-    plain = spec_key(build_spec(**base))
-    filtered = spec_key(build_spec(**base, adversarial_filter={"pool": 10, "rounds": 3}))
-    assert len({plain, filtered, spec_key(build_spec(**base, adversarial_filter={"pool": 12, "rounds": 3})),
-                spec_key(build_spec(**base, adversarial_filter={"pool": 10, "rounds": 2}))}) == 4
-    assert spec_key(build_spec(**base, adversarial_filter=None)) == plain
+    plain = realfake_build_key(build_spec(**base))
+    filtered = realfake_build_key(build_spec(**base, adversarial_filter={"pool": 10, "rounds": 3}))
+    assert len({plain, filtered, realfake_build_key(build_spec(**base, adversarial_filter={"pool": 12, "rounds": 3})),
+                realfake_build_key(build_spec(**base, adversarial_filter={"pool": 10, "rounds": 2}))}) == 4
+    assert realfake_build_key(build_spec(**base, adversarial_filter=None)) == plain
     for bad, match in [({"pool": 3, "rounds": 1}, r"adversarial_filter.pool is 3: expected an integer above"),
                        ({"pool": 8, "rounds": 0}, r"adversarial_filter.rounds is 0"),
                        ({"pool": 8, "rounds": 1, "size": 2}, r"unknown key\(s\) \['size'\]")]:
@@ -178,8 +181,8 @@ def test_filter_settings_enter_the_key_and_bad_ones_name_the_key(data_dir):
         build_spec(**{**base, "fakes": "swapped"}, adversarial_filter={"pool": 8, "rounds": 1})
     # No generator in a swapped set: neither the generator's settings nor the device change its key.
     swapped = dict(base, fakes="swapped")
-    assert spec_key(build_spec(**swapped)) == spec_key(build_spec(**{**swapped, "gen_cfg": {**GEN_CFG, "top_p": 0.5}},
-                                                                  device="cuda"))
+    assert realfake_build_key(build_spec(**swapped)) == realfake_build_key(
+        build_spec(**{**swapped, "gen_cfg": {**GEN_CFG, "top_p": 0.5}}, device="cuda"))
 
 
 def test_adversarial_filter_removes_a_planted_lexical_give_away():

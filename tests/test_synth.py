@@ -20,9 +20,9 @@ from stilts_lab.data.readers import read_text_paragraphs
 from stilts_lab.errors import ConfigError, DataError
 from stilts_lab.synth import fakes
 from stilts_lab.synth import generator as generator_module
-from stilts_lab.synth.realfake import (EXAMPLES_FILE, PROVENANCE_FILE, NucleusSampling, build_from_config,
-                                       build_realfake, candidate_sentences, clean_text, ending_tokens,
-                                       split_sentence)
+from stilts_lab.synth.realfake import EXAMPLES_FILE, PROVENANCE_FILE, build_from_config, build_realfake
+from stilts_lab.synth.sampling import NucleusSampling, ending_tokens
+from stilts_lab.synth.sentences import candidate_sentences, clean_text, split_sentence
 
 REPO = Path(__file__).resolve().parents[1]
 from tests.conftest import DATA_DIR, compose_config  # noqa: E402  (one data root for the whole suite)
@@ -162,8 +162,6 @@ def test_cache_hit_does_not_load_the_generator(built, cache_dir, monkeypatch):
 @pytest.mark.slow
 @needs_data
 def test_a_sentence_the_generator_keeps_reciting_is_replaced(tokenizer, tmp_path, monkeypatch):
-    from stilts_lab.synth import realfake
-
     endings = {s.prompt: s.ending for s in candidate_sentences([WIKI], 30, 20)}
     stubborn = []
 
@@ -175,7 +173,7 @@ def test_a_sentence_the_generator_keeps_reciting_is_replaced(tokenizer, tmp_path
     monkeypatch.setattr(fakes, "sample_endings", sample_endings)  # the retry loop's sampler
     path = build_realfake(gen_cfg=GEN_CFG, sources=[WIKI], num_examples=4, num_fakes=3, seed=0, cache_dir=tmp_path)
     counts = json.loads((path / PROVENANCE_FILE).read_text(encoding="utf-8"))["counts"]
-    assert counts["replaced_sentences"] == 1 and counts["rejected_fakes"] == 3 * realfake.MAX_ATTEMPTS
+    assert counts["replaced_sentences"] == 1 and counts["rejected_fakes"] == 3 * fakes.MAX_ATTEMPTS
     rows = read_rows(path)
     assert len(rows) == 4 and stubborn[0] not in {row["prompt"] for row in rows}
     assert all(sum(e == row["endings"][row["label"]] for e in row["endings"]) == 1 for row in rows)
@@ -290,7 +288,8 @@ def test_max_call_tokens_bounds_each_call_and_keeps_uncapped_calls_as_they_were(
     of existing builds stand); with one, no call of 2+ prompts passes rows x (longest prompt + largest
     budget), every prompt is sampled once, in order, and a lone prompt over the cap still gets its call."""
     from stilts_lab.synth.sampling import plan_calls
-    from stilts_lab.synth.spec import build_spec, spec_key
+    from stilts_lab.identity import realfake_build_key
+    from stilts_lab.synth.spec import build_spec
 
     rng = random.Random(0)
     lengths = [rng.randint(10, 40) for _ in range(100)]
@@ -306,7 +305,7 @@ def test_max_call_tokens_bounds_each_call_and_keeps_uncapped_calls_as_they_were(
     assert len(capped) > 4  # the cap binds on the long-budget calls
     assert plan_calls([0], [50], [200], batch_size=32, num_fakes=10, max_call_tokens=100) == [[0]]
 
-    spec = lambda cfg: spec_key(build_spec(gen_cfg=cfg, sources=[WIKI], num_examples=8, num_fakes=3, seed=0))
+    spec = lambda cfg: realfake_build_key(build_spec(gen_cfg=cfg, sources=[WIKI], num_examples=8, num_fakes=3, seed=0))
     uncapped = {k: v for k, v in GEN_CFG.items() if k != "max_call_tokens"}  # the config before the cap
     assert GEN_CFG["max_call_tokens"] == 10_000  # the shipped default caps, so its builds have new keys...
     assert spec(GEN_CFG) != spec(uncapped) != spec({**GEN_CFG, "max_call_tokens": 200_000})

@@ -27,15 +27,14 @@ from typing import Mapping, Sequence
 from filelock import FileLock
 
 from stilts_lab.errors import ConfigError, DataError
+from stilts_lab.identity import realfake_build_key
 from stilts_lab.memory import release_freed_memory, run_isolated
 from stilts_lab.synth.audit import audit_rows, format_audit
 from stilts_lab.synth.controlled import OVERSAMPLE, balance_ranks, strip_edges
-from stilts_lab.synth.fakes import MAX_ATTEMPTS, sample_fakes  # noqa: F401  (MAX_ATTEMPTS: the retry limit)
+from stilts_lab.synth.fakes import sample_fakes
 from stilts_lab.synth.filtering import adversarial_filter, assemble
-# Re-exported: the builder's parts, by their old address (bench/builder_throughput.py, tests).
-from stilts_lab.synth.sampling import NucleusSampling, ending_tokens, sample_endings  # noqa: F401
-from stilts_lab.synth.sentences import Sentence, candidate_sentences, clean_text, split_sentence  # noqa: F401
-from stilts_lab.synth.spec import FAKES, build_spec, check_filter, spec_key  # noqa: F401
+from stilts_lab.synth.sentences import Sentence, candidate_sentences
+from stilts_lab.synth.spec import build_spec, check_filter
 from stilts_lab.synth.swapped import swapped_fakes
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ def build_realfake(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: i
     spec = build_spec(gen_cfg=gen_cfg, sources=sources, num_examples=num_examples, num_fakes=num_fakes, seed=seed,
                       words_max=words_max, words_min=words_min, device=device, fakes=fakes,
                       adversarial_filter=adversarial_filter)
-    final = Path(cache_dir) / "realfake" / spec_key(spec)
+    final = Path(cache_dir) / "realfake" / realfake_build_key(spec)
     if (final / EXAMPLES_FILE).is_file() and (final / PROVENANCE_FILE).is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -217,4 +216,4 @@ def key_from_config(cfg, role: str = "intermediate") -> str:
     """The cache key (folder name) of the set build_from_config builds, without building it."""
     args = build_arguments(cfg, role)
     args.pop("cache_dir")
-    return spec_key(build_spec(**args))
+    return realfake_build_key(build_spec(**args))

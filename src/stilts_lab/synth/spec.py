@@ -7,7 +7,6 @@ from typing import Mapping, Sequence
 from stilts_lab.data.readers import file_sha256
 from stilts_lab.errors import ConfigError, DataError
 from stilts_lab import identity
-from stilts_lab.identity import realfake_build_key
 from stilts_lab.synth.controlled import BALANCED_FEATURES, OVERSAMPLE
 from stilts_lab.synth.generator import resolve_dtype
 
@@ -79,8 +78,3 @@ def build_spec(*, gen_cfg: Mapping, sources: Sequence[Path], num_examples: int, 
     if filtering:  # only when on, so that unfiltered builds keep the keys they had
         spec["adversarial_filter"] = filtering
     return spec
-
-
-def spec_key(spec: Mapping) -> str:
-    """The build's cache key (identity.realfake_build_key: the same digest as every other key)."""
-    return realfake_build_key(spec)
