@@ -1,12 +1,15 @@
-"""Training-throughput arms for bench/cpu_throughput.py and bench/gpu_throughput.py, all timed alike.
+"""The benchmarks' harness and the training-throughput arms.
 
-Every arm trains the same model on the same tokenized rows (the project's own RTE train, so truncation
-is identical), batch size and max_length, for `epochs` epochs, and reports the seconds of its LAST epoch:
-the first one pays for warm-up (allocator, kernel caches, Trainer and Lightning setup, compile) in every
-arm alike, and none of it is in the number. Inside the clock, every arm collates its own batches (a
-DataLoader with num_workers=0, as each recipe ships), runs forward, backward, clipping and the step,
-and the device is synchronized before the clock stops. `measure` interleaves repeats (A, B, C, A, B,
-C) so that a change of load on a shared machine hits every arm alike, and reports the median and range.
+`interleaved` runs every arm once per repeat (A, B, C, A, B, C), so that a change of load on a shared
+machine hits every arm alike; every timing benchmark here runs its arms through it.
+
+The arms of bench/cpu_throughput.py and bench/gpu_throughput.py train the same model on the same tokenized
+rows (the project's own RTE train, so truncation is identical), batch size and max_length, for `epochs`
+epochs, and report the seconds of the LAST epoch: the first one pays for warm-up (allocator, kernel
+caches, Trainer and Lightning setup, compile) in every arm alike, and none of it is in the number. Inside
+the clock, every arm collates its own batches (a DataLoader with num_workers=0, as each recipe ships),
+runs forward, backward, clipping and the step, and the device is synchronized before the clock stops.
+`measure` runs them interleaved and reports the median and range.
 
 Arms:
   original  the 2021 recipe: fp32 (no TF32), every batch padded to max_length, random order, AdamW (foreach)
@@ -16,12 +19,13 @@ Arms:
 """
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -32,6 +36,14 @@ from stilts_lab.data.batching import LengthGroupedBatchSampler
 from stilts_lab.models.stage_module import synchronize
 
 LR, WARMUP, CLIP, SEED = 1e-5, 0.1, 1.0, 42
+T = TypeVar("T")
+
+
+def interleaved(arms: dict[str, Callable[[], T]], repeats: int) -> Iterator[tuple[int, str, T]]:
+    """(repeat, arm, its result) for every arm in order, `repeats` times over."""
+    for repeat in range(repeats):
+        for name, arm in arms.items():
+            yield repeat, name, arm()
 
 
 @dataclass
@@ -156,14 +168,12 @@ def measure(bench: Bench, arms: dict[str, Callable[[Bench], float]], repeats: in
             header: dict) -> dict[str, dict]:
     """Run every arm `repeats` times, interleaved, writing the JSON after every arm (a timeout keeps
     what ran). Returns arm -> {"median", "min", "max", "runs"} in train ex/s."""
-    for repeat in range(repeats):
-        for name, arm in arms.items():
-            rate = arm(bench)
-            bench.results.setdefault(name, []).append(round(rate, 2))
-            print(f"  repeat {repeat + 1}/{repeats}  {name:12s} {rate:9.2f} train ex/s", flush=True)
-            if bench.device == "cuda":
-                torch.cuda.empty_cache()
-            json_path.write_text(json.dumps(header | {"train_examples_per_second": summary(bench.results)}, indent=2))
+    for repeat, name, rate in interleaved({name: functools.partial(arm, bench) for name, arm in arms.items()}, repeats):
+        bench.results.setdefault(name, []).append(round(rate, 2))
+        print(f"  repeat {repeat + 1}/{repeats}  {name:12s} {rate:9.2f} train ex/s", flush=True)
+        if bench.device == "cuda":
+            torch.cuda.empty_cache()
+        json_path.write_text(json.dumps(header | {"train_examples_per_second": summary(bench.results)}, indent=2))
     return summary(bench.results)
 
 

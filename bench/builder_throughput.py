@@ -14,10 +14,21 @@ alike; each ratio is taken within one repeat, and the median over repeats is rep
     python bench/builder_throughput.py --prompts 32 --repeats 2 --rows equal-dtype   # no float32 rows
 Each row also reports sampled tokens/s, examples (prompts)/s, its peak RSS (VmHWM, reset before the row
 through /proc/self/clear_refs) and, for the current sampler, the share of its time in prefill.
-Data: --data-dir, else STILTS_DATA_DIR (the folder holding squad/ and wikitext2/)."""
+Data: --data-dir, else STILTS_DATA_DIR (the folder holding squad/ and wikitext2/).
+
+--physical-limit: how far a build is from this CPU's physical limit, instead of the rows: the generator's
+FLOPs per token times the tokens the build sampled, against the bf16 matmul rate this CPU reaches, measured
+here, for 1 and 2 torch threads: a large square matmul (the best this CPU does) and the decode step's own
+shapes (rows x hidden @ hidden x intermediate, the MLP's up projection); then the build's token-forwards,
+their FLOPs, the time they would take at each rate, and the build's measured sampling time (provenance
+generate_seconds). Forward FLOPs per token = 2 x the multiply-adds of every projection and of the LM head
+(attention over ~50 positions adds under 2%, left out: a floor).
+    python bench/builder_throughput.py --physical-limit .cache/realfake/<key>   # a built set's folder"""
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import random
 import statistics
@@ -34,6 +45,9 @@ from stilts_lab.synth.sampling import ending_tokens, sample_endings
 from stilts_lab.synth.sentences import candidate_sentences
 from stilts_lab.synth import decode
 from stilts_lab.synth.sampling import FAST_SAMPLER_VERSION
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import arms as A  # noqa: E402  (bench/arms.py, beside this script)
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "conf/task/realfake.yaml"
@@ -57,6 +71,69 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
+def matmul_rate(m: int, k: int, n: int, threads: int, seconds: float = 2.0) -> float:
+    """bf16 GFLOP/s of (m x k) @ (k x n), best of repeated timed bursts."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(k, n, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        reps = max(1, int(2e9 // (2 * m * k * n)))
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def flops_per_token(config: dict) -> float:
+    """Forward FLOPs of one token of a Llama-shaped decoder: projections, MLP and the LM head."""
+    h, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    kv = config["num_key_value_heads"] * config.get("head_dim", h // config["num_attention_heads"])
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * inter   # q, o; k, v; gate, up, down
+    return 2.0 * (layers * per_layer + h * config["vocab_size"])
+
+
+def build_tokens(build: Path, generator: Path) -> tuple[int, int, float]:
+    """(sampled token-forwards, prefill token-forwards, measured sampling seconds) of a built set:
+    each sequence runs to its budget (the real ending's token count; controlled fakes: the larger
+    controlled_budget), so sequences x the mean budget, the kept examples standing for the pool (an upper
+    bound: a row may stop early); prefill runs once per prompt (recipe 4)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(generator)
+    provenance = json.loads((build / "provenance.json").read_text())
+    rows = [json.loads(line) for line in (build / "examples.jsonl").read_text().splitlines() if line]
+    budget = controlled_budget if provenance["fakes"] == "controlled" else (lambda n: n)
+    real = [r["endings"][r["label"]] for r in rows]
+    ending = sum(budget(len(tok(" " + e)["input_ids"])) for e in real) / len(real)
+    prompt = sum(len(tok(r["prompt"])["input_ids"]) for r in rows) / len(rows)
+    sequences = provenance["counts"]["generated_sequences"]
+    pool = (provenance.get("adversarial_filter") or {}).get("pool") or provenance["num_fakes"]
+    prompts = sequences / pool
+    return round(sequences * ending), round(prompts * prompt), float(provenance["generate_seconds"])
+
+
+def physical_limit(build: Path, generator: Path | None, decode_rows: int) -> None:
+    generator = generator or next(p for p in (build.parent.parent / "generators").iterdir() if p.is_dir())
+    config = json.loads((generator / "config.json").read_text())
+    per_token = flops_per_token(config)
+    sampled, prefill, measured = build_tokens(build, generator)
+    total = (sampled + prefill) * per_token
+    print(f"generator {generator.name}: {per_token / 1e6:.0f} MFLOP per token-forward")
+    print(f"build {build.name}: {sampled:,} sampled + {prefill:,} prefill token-forwards = {total / 1e12:.1f} TFLOP; "
+          f"sampling took {measured:.0f} s ({total / measured / 1e9:.0f} GFLOP/s achieved)")
+    h, inter = config["hidden_size"], config["intermediate_size"]
+    print("| threads | square 2048 bf16 GFLOP/s | decode shape bf16 GFLOP/s | build at square rate (s) | measured / that |")
+    print("|---|---|---|---|---|")
+    for threads in (1, 2):
+        square = matmul_rate(2048, 2048, 2048, threads)
+        decode_rate = matmul_rate(decode_rows, h, inter, threads)
+        floor = total / (square * 1e9)
+        print(f"| {threads} | {square:.0f} | {decode_rate:.0f} | {floor:.0f} | {measured / floor:.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
@@ -77,7 +154,17 @@ def main() -> None:
     parser.add_argument("--rows", choices=("all", "equal-dtype"), default="all",
                         help="equal-dtype: only the rows at the config's dtype (one prompt per call, batched "
                              "generate(), the current sampler), for the equal-dtype ratio in less time")
+    parser.add_argument("--physical-limit", type=Path, metavar="BUILD_DIR",
+                        help="a built real-fake set's folder: how far it is from this CPU's bf16 peak (no rows)")
+    parser.add_argument("--converted-generator", type=Path, default=None,
+                        help="--physical-limit: the converted generator folder (default: "
+                             "BUILD_DIR/../../generators/<the first one>)")
+    parser.add_argument("--decode-rows", type=int, default=200,
+                        help="--physical-limit: decode rows per step (the call cap's ~200)")
     args = parser.parse_args()
+    if args.physical_limit:
+        physical_limit(args.physical_limit, args.converted_generator, args.decode_rows)
+        return
     if args.data_dir is None:
         parser.error("no data: pass --data-dir or set STILTS_DATA_DIR to the folder holding squad/ and wikitext2/")
     sources = [args.data_dir / "squad/train-v1.1.first44articles.json", args.data_dir / "wikitext2/wiki.test.raw"]
@@ -131,27 +218,31 @@ def main() -> None:
             sample_endings(model, tokenizer, prompts[:2], budgets[:2], num_fakes=args.num_fakes, gen_cfg=gen_cfg,
                            seed=args.seed, batch_size=2, processors=processors, recipe_version=version)
         tokens[dtype] = sum(budgets) * args.num_fakes
+
+    def sample_row(dtype: str, size: int, version: int | str) -> tuple[float, dict, float]:
+        """(seconds, the sampler's stats, peak RSS in MiB) of one row's sampling."""
+        model, tokenizer, budgets, processors = models[dtype]
+        decode.CACHE_KIND = "static" if version == "static" else "dynamic"
+        reset = reset_peak_rss()
+        stats = {}
+        start = time.perf_counter()
+        sample_endings(model, tokenizer, prompts, budgets, num_fakes=args.num_fakes, gen_cfg=gen_cfg,
+                       seed=args.seed, batch_size=size, processors=processors, stats=stats,
+                       recipe_version=FAST_SAMPLER_VERSION if version == "static" else version)
+        seconds = time.perf_counter() - start
+        return seconds, stats, peak_rss_mib() if reset else float("nan")
+
     rates = {label: [] for label, *_ in rows}
-    for repeat in range(args.repeats):
-        for label, dtype, size, version in rows:
-            model, tokenizer, budgets, processors = models[dtype]
-            decode.CACHE_KIND = "static" if version == "static" else "dynamic"
-            version = FAST_SAMPLER_VERSION if version == "static" else version
-            reset = reset_peak_rss()
-            stats = {}
-            start = time.perf_counter()
-            sample_endings(model, tokenizer, prompts, budgets, num_fakes=args.num_fakes, gen_cfg=gen_cfg,
-                           seed=args.seed, batch_size=size, processors=processors, recipe_version=version,
-                           stats=stats)
-            seconds = time.perf_counter() - start
-            rates[label].append(len(prompts) * args.num_fakes / seconds)
-            share = (f"  prefill {stats['prefill_seconds'] / seconds:.0%} of the time, "
-                     f"{stats['prefill_tokens']} prefill + {stats['decode_tokens']} decode token-forwards"
-                     if stats else "")
-            print(f"  repeat {repeat + 1}/{args.repeats} {label:>52}: {seconds:7.1f} s  {rates[label][-1]:6.2f} "
-                  f"sequences/s  {tokens[dtype] / seconds:6.1f} tokens/s  {len(prompts) / seconds:5.2f} "
-                  f"examples/s  peak RSS {peak_rss_mib() if reset else float('nan'):6.0f} MiB{share}  "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    dtypes = {label: dtype for label, dtype, *_ in rows}
+    sampled = {label: functools.partial(sample_row, dtype, size, version) for label, dtype, size, version in rows}
+    for repeat, label, (seconds, stats, peak) in A.interleaved(sampled, args.repeats):
+        rates[label].append(len(prompts) * args.num_fakes / seconds)
+        share = (f"  prefill {stats['prefill_seconds'] / seconds:.0%} of the time, "
+                 f"{stats['prefill_tokens']} prefill + {stats['decode_tokens']} decode token-forwards"
+                 if stats else "")
+        print(f"  repeat {repeat + 1}/{args.repeats} {label:>52}: {seconds:7.1f} s  {rates[label][-1]:6.2f} "
+              f"sequences/s  {tokens[dtypes[label]] / seconds:6.1f} tokens/s  {len(prompts) / seconds:5.2f} "
+              f"examples/s  peak RSS {peak:6.0f} MiB{share}  (load {os.getloadavg()[0]:.1f})", flush=True)
 
     def ratio(a: str, b: str) -> float:  # median over repeats of a/b, each taken within one repeat
         return statistics.median(x / y for x, y in zip(rates[a], rates[b]))

@@ -43,7 +43,7 @@ TRIAL=(trainer=gpu trainer.accelerator=$ACCEL target=rte target.train_size=$N tr
   step 120 "$PY" -m stilts_lab $MODEL "${TRIAL[@]}" intermediate=copa intermediate.train_size=$N \
       intermediate.eval_size=64 intermediate.max_epochs=1 intermediate.batch_size=16 hydra.run.dir="$OUT/run_two_stages"
   # 3. what clipping before the fused step costs
-  step 45 "$PY" bench/step_overhead.py --device $DEVICE --shape $SHAPE   # unquoted: SHAPE may carry --steps
+  step 45 "$PY" bench/step_profile.py --optimizer-step --device $DEVICE --shape $SHAPE   # unquoted: SHAPE may carry --steps
   # 4. four arms side by side (roberta-large shape, RTE train, batch 16, length 128), then the 36-trial grid
   step 420 "$PY" bench/gpu_throughput.py --out "$OUT" $BENCH_ARGS
 } 2>&1 | tee -a "$OUT/log"

@@ -7,10 +7,21 @@ warm-up is outside the numbers. Sides run interleaved (A, B, A, B; --repeats), m
 
     python bench/step_profile.py --limit 400                       # RTE, 400 examples, batch 16
     python bench/step_profile.py --limit 400 --project trainer.malloc_trim_every_n_steps=null
+
+--optimizer-step times the optimizer step alone (gradients fixed, random weights of a shipped shape),
+per step with the device synchronized, the fastest of --repeats interleaved rounds (default 5), for the
+ways the GPU path could clip before its fused AdamW step:
+  fused             fused AdamW, no clipping (what runs with trainer.gradient_clip_val=null)
+  fused+guard       fused AdamW, clip to 1.0 and the non-finite guard (this project: models/optim.py)
+  foreach+clip      foreach AdamW with clip_grad_norm_ (dropping fused where clipping is on)
+
+    python bench/step_profile.py --optimizer-step                   # CPU, MiniLM shape
+    python bench/step_profile.py --optimizer-step --device cuda --shape roberta-large
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -22,12 +33,16 @@ import lightning as L
 import torch
 from lightning.pytorch.profilers import SimpleProfiler
 from omegaconf import OmegaConf
-from transformers import get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from stilts_lab.compose import compose_config
-from stilts_lab.models.encoder import load_head_model, load_tokenizer, resolve_pretrained, resolve_tokenizer
-from stilts_lab.models.optim import adamw
+from stilts_lab.models.encoder import SHAPES, load_head_model, load_tokenizer, resolve_pretrained, resolve_tokenizer
+from stilts_lab.models.optim import StepGuard, adamw
+from stilts_lab.models.stage_module import synchronize
 from stilts_lab.stage import HEADS, clip_value, head_config, stage_data, stage_settings, train_stage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import arms as A  # noqa: E402  (bench/arms.py, beside this script)
 
 PHASES = ["forward", "backward", "clip", "optimizer", "rest", "step"]
 
@@ -93,14 +108,76 @@ def project(cfg, tokenizer, out: Path) -> dict[str, float]:
     return {p: v / steps for p, v in totals.items()}
 
 
+def seconds_per_step(step, steps: int, device: torch.device) -> float:
+    for _ in range(3):  # warm-up: optimizer state allocation, kernel caches
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def optimizer_step(args) -> int:
+    """What clipping before the fused AdamW step costs: the optimizer step alone, per variant."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(SHAPES / args.shape)).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [torch.randn_like(p) * 0.1 for p in params]  # norm well above 1: clipping does real work
+
+    def copy():
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+
+    def variant(fused: bool, clip: str):
+        opt = adamw(model, lr=1e-5, weight_decay=0.01, fused=fused)
+        guard = StepGuard(1.0)
+
+        def step():
+            copy()
+            if clip == "guard":
+                guard.before_step(opt, params)
+            elif clip == "clip_grad_norm":
+                torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            opt.step()
+        return functools.partial(seconds_per_step, step, args.steps, device)
+
+    variants = {"fused": variant(True, "none"), "fused+guard": variant(True, "guard"),
+                "foreach+clip": variant(False, "clip_grad_norm"),
+                "copy": functools.partial(seconds_per_step, copy, args.steps, device)}
+    # the fastest round counts: a shared machine's noise only adds time
+    best = {}
+    for _, name, seconds in A.interleaved(variants, args.repeats):
+        best[name] = min(best.get(name, seconds), seconds)
+    copied = best.pop("copy")  # the gradient copy is in every variant: subtract it
+    times = {name: t - copied for name, t in best.items()}
+    n = sum(p.numel() for p in params) / 1e6
+    print(f"device {args.device}, shape {args.shape} ({n:.0f}M parameters), best of {args.repeats} rounds of "
+          f"{args.steps} steps, gradient copy ({copied * 1e3:.2f} ms) subtracted")
+    print(f"{'variant':14s} {'ms/step':>8s} {'x fused':>8s}")
+    for name, t in times.items():
+        print(f"{name:14s} {t * 1e3:8.2f} {t / times['fused']:8.2f}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=400, help="RTE train examples")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 2; --optimizer-step 5)")
     p.add_argument("--project", nargs="*", default=[], help="extra overrides for the project's side")
     p.add_argument("--data-dir", default=os.environ.get("STILTS_DATA_DIR"))
+    p.add_argument("--optimizer-step", action="store_true", help="time the optimizer step alone, per clipping choice")
+    p.add_argument("--device", default="cpu", help="--optimizer-step: cpu or cuda")
+    p.add_argument("--shape", default="minilm-l6", help="--optimizer-step: a folder under src/stilts_lab/shapes")
+    p.add_argument("--steps", type=int, default=10, help="--optimizer-step: timed steps per round")
     args = p.parse_args()
+    if args.optimizer_step:
+        args.repeats = args.repeats or 5
+        return optimizer_step(args)
+    args.repeats = args.repeats or 2
     if not args.data_dir or not (Path(args.data_dir) / "rte" / "train.tsv").is_file():
         p.error("set STILTS_DATA_DIR (or --data-dir) to a data root holding rte/train.tsv")
     work = Path(tempfile.mkdtemp(prefix="step-profile-"))
@@ -115,12 +192,12 @@ def main() -> int:
     print(f"{torch.get_num_threads()} threads, precision {cfg.trainer.precision}, RTE {args.limit} examples, batch "
           f"{args.batch_size}, project overrides {args.project or 'none'}; ms per step, last of 2 epochs", flush=True)
     runs: dict[str, list[dict]] = {"bare": [], "project": []}
-    for repeat in range(args.repeats):
-        runs["bare"].append(bare(cfg, data, epochs=2))
-        runs["project"].append(project(cfg, tokenizer, work / f"project-{repeat}"))
-        for side in runs:
-            print(f"  repeat {repeat + 1}: {side:8s} " + "  ".join(f"{k} {v * 1e3:7.1f}" for k, v in runs[side][-1].items()),
-                  flush=True)
+    sides = {"bare": lambda: bare(cfg, data, epochs=2),
+             "project": lambda: project(cfg, tokenizer, work / f"project-{len(runs['project'])}")}
+    for repeat, side, phases in A.interleaved(sides, args.repeats):
+        runs[side].append(phases)
+        print(f"  repeat {repeat + 1}: {side:8s} " + "  ".join(f"{k} {v * 1e3:7.1f}" for k, v in phases.items()),
+              flush=True)
     med = {side: {k: statistics.median(r[k] for r in rs) for k in PHASES} for side, rs in runs.items()}
     print(f"\n{'phase':10s} {'bare ms':>9s} {'project ms':>11s} {'project - bare':>15s}")
     for phase in PHASES:
