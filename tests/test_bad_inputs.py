@@ -56,7 +56,7 @@ def jsonl_edit(rel, data_dir, index, change) -> dict[str, bytes]:
     return edited(rel, data_dir, edit)
 
 
-# A user task as in the README (a CSV in the data root); each case below drops one required key.
+# A user task as in docs/guide.md (a CSV in the data root); each case below drops one required key.
 USER_TASK = {"name": "mytask", "kind": "classification", "format": "csv", "fields": "[review]",
              "label_field": "verdict", "labels": '["no", "yes"]', "metrics": "[accuracy]", "max_length": "64",
              "files": "{train: mytask/train.csv, eval: mytask/dev.csv}"}

@@ -1,4 +1,4 @@
-"""hydra/launcher=slurm on a real single-node SLURM cluster (tests/slurm_cluster.py): the README's 2-trial
+"""hydra/launcher=slurm on a real single-node SLURM cluster (tests/slurm_cluster.py): the guide's 2-trial
 sweep runs as a job array; a trial whose job is cancelled (scancel) mid-stage, or runs past its time
 limit, is a failed trial that the same command run again completes (the cancelled one alone, to the
 metrics of the uninterrupted sweep). Skipped without the SLURM packages, except under STILTS_REQUIRE_SLURM (CI)."""

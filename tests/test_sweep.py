@@ -42,7 +42,7 @@ ARGS = COPA_INTERMEDIATE + ["seed=1,2,3", "trainer.num_threads=1"]
 
 @pytest.fixture(scope="module")
 def parallel_sweep(tmp_path_factory, data_dir):
-    """The README's parallel sweep, built once: the sweep folder, its cache and the finished command."""
+    """The guide's parallel sweep, built once: the sweep folder, its cache and the finished command."""
     root = tmp_path_factory.mktemp("parallel")
     sweep_dir, cache = root / "sweep", root / "cache"  # a fresh cache: the training happens here
     r = sweep(["hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *ARGS], data_dir=data_dir, cache_dir=cache,
@@ -55,7 +55,7 @@ def parallel_sweep(tmp_path_factory, data_dir):
 def test_parallel_sweep_trains_the_intermediate_once(parallel_sweep, data_dir):
     """2 joblib workers start at once on 3 trials that need the same intermediate checkpoint: one
     trains it under the file lock, the other waits and reuses it, as does the third trial (4 processes
-    on one cache key: tests/test_cache_races.py). Resumed without the README's parallel launcher, the
+    on one cache key: tests/test_cache_races.py). Resumed without the guide's parallel launcher, the
     sweep finds every trial finished."""
     sweep_dir, cache = parallel_sweep
     trials = trial_metrics(sweep_dir)
