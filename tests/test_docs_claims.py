@@ -1,6 +1,7 @@
-"""docs/results.md's verdict is the report's claims table, verbatim: the block between its claims
-markers must equal docs/verdict_matrix/claims.md, which `make verdict-report` writes from the
-committed results.csv (tests/test_report_roundtrip.py checks that re-reading works)."""
+"""The verdict's results page publishes the report's claims table, verbatim: the block between its claims
+markers in docs/results/verdict-matrix.md must equal docs/verdict_matrix/claims.md, which `make
+verdict-report` writes from the committed results.csv and copies into the page
+(tests/test_report_roundtrip.py checks that re-reading works)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_results_md_embeds_the_generated_claims():
-    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+def test_verdict_page_embeds_the_generated_claims():
+    results = (ROOT / "docs" / "results" / "verdict-matrix.md").read_text(encoding="utf-8")
     begin, end = "<!-- claims.md: begin -->\n", "<!-- claims.md: end -->"
     assert begin in results and end in results
     embedded = results.split(begin, 1)[1].split(end, 1)[0]

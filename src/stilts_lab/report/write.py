@@ -80,7 +80,7 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
             table.to_csv(out / name, index=False)
             keep(out / name)
     if not claims.empty:
-        # the claims alone, as a page other docs embed verbatim (docs/results.md does)
+        # the claims alone, as a page other docs embed verbatim (docs/results/verdict-matrix.md does)
         (out / CLAIMS_MD).write_text("\n".join(claims_section(claims, correction)[2:] + [""]), encoding="utf-8")
         keep(out / CLAIMS_MD)
     if predictions is not None and not predictions.empty:
