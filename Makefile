@@ -80,19 +80,8 @@ verdict-matrix: setup  ## 6 arms x 2 intermediate seeds into RTE, WiC, SocialIQA
 
 # The verdict re-read from its committed results.csv (no trial runs): every table, claim and figure under docs/,
 # and the claims copied verbatim between the markers of its results page (tests/test_docs_claims.py).
-VERDICT_PAGE := docs/results/verdict-matrix.md
-define EMBED_CLAIMS
-import sys
-from pathlib import Path
-claims, page = Path(sys.argv[1]), Path(sys.argv[2])
-begin, end = "<!-- claims.md: begin -->\n", "<!-- claims.md: end -->"
-head, rest = page.read_text(encoding="utf-8").split(begin, 1)
-page.write_text(head + begin + claims.read_text(encoding="utf-8") + end + rest.split(end, 1)[1], encoding="utf-8")
-endef
-export EMBED_CLAIMS
 verdict-report: setup  ## rebuild docs/verdict_matrix's report from its committed results.csv, and the claims on its page (seconds)
-	$(PY) -m stilts_lab.report $(VERDICT) --out $(VERDICT) $(DECOMPOSITION)
-	$(PY) -c "$$EMBED_CLAIMS" $(VERDICT)/claims.md $(VERDICT_PAGE)
+	$(PY) -m stilts_lab.report $(VERDICT) --out $(VERDICT) $(DECOMPOSITION) --publish-claims docs/results/verdict-matrix.md
 
 # Issue 34 (conf/experiment/replication.yaml, docs/replication/PREREGISTRATION.md): the paper's claims on
 # its own grid. The LogME / H-score predictions come first (they train the intermediates), then the

@@ -34,3 +34,23 @@ def test_committed_claims_are_what_the_report_computes_from_results_csv(tmp_path
     assert len(contrasts) == 4
     written = write_report([tmp_path], tmp_path / "out", contrasts=contrasts)
     assert written["claims.md"].read_text(encoding="utf-8") == (source / "claims.md").read_text(encoding="utf-8")
+
+
+def test_publish_claims_replaces_the_block_between_the_markers_and_nothing_else(tmp_path):
+    import pytest
+
+    from stilts_lab.errors import StiltsError
+    from stilts_lab.report.cli import publish_claims
+    claims = tmp_path / "claims.md"
+    claims.write_text("| claim | new |\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text("# Study\n\nbefore\n<!-- claims.md: begin -->\n| claim | old |\n<!-- claims.md: end -->\nafter\n",
+                    encoding="utf-8")
+    publish_claims(claims, page)
+    assert page.read_text(encoding="utf-8") == ("# Study\n\nbefore\n<!-- claims.md: begin -->\n| claim | new |\n"
+                                                "<!-- claims.md: end -->\nafter\n")
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no markers\n", encoding="utf-8")
+    with pytest.raises(StiltsError, match="bare.md"):
+        publish_claims(claims, bare)
+    assert bare.read_text(encoding="utf-8") == "# no markers\n"

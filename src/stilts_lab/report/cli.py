@@ -1,6 +1,6 @@
 """The command line:
     python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY] [--contrast A:B ...]
-                                [--correction holm|bh] [--margin 0.01] [--hypotheses]
+                                [--correction holm|bh] [--margin 0.01] [--hypotheses] [--publish-claims PAGE]
     python -m stilts_lab.report plan DIR [DIR ...] --effect 0.01 --family-size M [--arms J]
 """
 from __future__ import annotations
@@ -45,16 +45,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hypotheses", action="store_true",
                         help="test the paper's claims H1-H5 (realfake_paper, hellaswag_p, realfake against vanilla; "
                              "H4 needs vanilla trials with replicate=1): hypotheses.csv and a section in summary.md")
+    parser.add_argument("--publish-claims", type=Path, metavar="PAGE",
+                        help="also copy claims.md into PAGE, between its lines <!-- claims.md: begin --> and "
+                             "<!-- claims.md: end --> (a results page publishing the report's claims verbatim)")
     args = parser.parse_args(argv)
     try:
         written = write_report(args.dirs, args.out, args.factor, args.contrast, args.correction, args.margin,
                                args.hypotheses)
+        if args.publish_claims:
+            written["published claims"] = publish_claims(written["claims.md"], args.publish_claims)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for path in written.values():
         print(f"wrote {path}")
     return 0
+
+
+CLAIMS_BEGIN, CLAIMS_END = "<!-- claims.md: begin -->\n", "<!-- claims.md: end -->"
+
+
+def publish_claims(claims: Path, page: Path) -> Path:
+    """Replace what lies between the claims markers of `page` with `claims` (checked before writing)."""
+    text = page.read_text(encoding="utf-8") if page.is_file() else ""
+    if CLAIMS_BEGIN not in text or CLAIMS_END not in text.split(CLAIMS_BEGIN, 1)[1]:
+        raise StiltsError(f"{page}: needs the lines {CLAIMS_BEGIN.strip()} and {CLAIMS_END} (in that order) "
+                          "to publish the claims between")
+    head, rest = text.split(CLAIMS_BEGIN, 1)
+    page.write_text(head + CLAIMS_BEGIN + claims.read_text(encoding="utf-8") + CLAIMS_END
+                    + rest.split(CLAIMS_END, 1)[1], encoding="utf-8")
+    return page
 
 
 def plan_main(argv: Sequence[str]) -> int:
