@@ -23,7 +23,13 @@ shapes (rows x hidden @ hidden x intermediate, the MLP's up projection); then th
 their FLOPs, the time they would take at each rate, and the build's measured sampling time (provenance
 generate_seconds). Forward FLOPs per token = 2 x the multiply-adds of every projection and of the LM head
 (attention over ~50 positions adds under 2%, left out: a floor).
-    python bench/builder_throughput.py --physical-limit .cache/realfake/<key>   # a built set's folder"""
+    python bench/builder_throughput.py --physical-limit .cache/realfake/<key>   # a built set's folder
+
+--draw-rows N: what drawing one token costs per decode step, for N rows of SmolLM2's real next-token logits
+(after N WikiText prefixes; top_p 0.9, top_k 0, temperature 1), interleaved:
+the decode loop's shortlist draw (synth/decode.nucleus_draw) against transformers' own TopPLogitsWarper
+followed by softmax and multinomial over the whole vocabulary, as generate() samples.
+    python bench/builder_throughput.py --draw-rows 200 --threads 1 --converted-generator .cache/generators/<name>"""
 from __future__ import annotations
 
 import argparse
@@ -134,6 +140,53 @@ def physical_limit(build: Path, generator: Path | None, decode_rows: int) -> Non
         print(f"| {threads} | {square:.0f} | {decode_rate:.0f} | {floor:.0f} | {measured / floor:.1f}x |")
 
 
+def real_logits(generator: Path, rows: int, text: Path) -> torch.Tensor:
+    """SmolLM2's next-token logits after `rows` real prose prefixes (12-40 tokens of WikiText each)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(generator)
+    model = AutoModelForCausalLM.from_pretrained(generator, dtype=torch.float32).eval()
+    words = text.read_text(encoding="utf-8").split()
+    rng = random.Random(0)
+    out = []
+    with torch.no_grad():
+        for _ in range(rows):
+            start = rng.randrange(len(words) - 60)
+            ids = tok(" ".join(words[start:start + rng.randrange(10, 30)]), return_tensors="pt").input_ids
+            out.append(model(ids).logits[0, -1])
+    return torch.stack(out)
+
+
+def draw_cost(rows: int, repeats: int, generator: Path, text: Path, steps: int = 20) -> None:
+    from transformers.generation.logits_process import TopPLogitsWarper
+    logits = real_logits(generator, rows, text)
+    g = torch.Generator().manual_seed(0)
+    warper = TopPLogitsWarper(top_p=0.9)
+
+    def shortlist():
+        return decode.nucleus_draw(logits, top_p=0.9, generator=g)
+
+    def transformers_warpers():
+        return torch.multinomial(warper(None, logits.clone()).softmax(-1), 1, generator=g).squeeze(-1)
+
+    def timed(fn):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        return (time.perf_counter() - start) / steps * 1000
+
+    results: dict[str, list[float]] = {}
+    for _, name, ms in A.interleaved({"shortlist draw (recipe 4)": lambda: timed(shortlist),
+                                      "TopPLogitsWarper + softmax + multinomial": lambda: timed(transformers_warpers)},
+                                     repeats):
+        results.setdefault(name, []).append(ms)
+    nucleus = ((logits.softmax(-1).sort(-1, descending=True).values.cumsum(-1) < 0.9).sum(-1) + 1).float()
+    print(f"{rows} rows of real next-token logits, vocabulary {logits.shape[-1]:,}; nucleus (top_p 0.9) size: "
+          f"median {nucleus.median():.0f}, max {nucleus.max():.0f} tokens")
+    print(f"| draw | ms per decode step (median of {repeats}) |\n|---|---|")
+    for name, values in results.items():
+        print(f"| {name} | {statistics.median(values):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
@@ -157,11 +210,21 @@ def main() -> None:
     parser.add_argument("--physical-limit", type=Path, metavar="BUILD_DIR",
                         help="a built real-fake set's folder: how far it is from this CPU's bf16 peak (no rows)")
     parser.add_argument("--converted-generator", type=Path, default=None,
-                        help="--physical-limit: the converted generator folder (default: "
-                             "BUILD_DIR/../../generators/<the first one>)")
+                        help="--physical-limit, --draw-rows: the converted generator folder (default: "
+                             "BUILD_DIR/../../generators/<the first one>, or --cache-dir's)")
     parser.add_argument("--decode-rows", type=int, default=200,
                         help="--physical-limit: decode rows per step (the call cap's ~200)")
+    parser.add_argument("--draw-rows", type=int, default=None,
+                        help="only time one token's draw for this many rows: the shortlist against transformers' warpers")
     args = parser.parse_args()
+    if args.draw_rows:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        generator = args.converted_generator or next(p for p in (args.cache_dir / "generators").iterdir() if p.is_dir())
+        if args.data_dir is None:
+            parser.error("--draw-rows reads WikiText: pass --data-dir or set STILTS_DATA_DIR")
+        draw_cost(args.draw_rows, args.repeats, generator, args.data_dir / "wikitext2/wiki.test.raw")
+        return
     if args.physical_limit:
         physical_limit(args.physical_limit, args.converted_generator, args.decode_rows)
         return
