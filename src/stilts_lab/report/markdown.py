@@ -316,7 +316,7 @@ def prediction_section(predictions: pd.DataFrame, trial_seconds: dict) -> list[s
              "the target's smallest), Regret@k ((best Δ − best Δ among the top k scored) / |best Δ|); "
              "`picked` against the realised `best`; `shortfall`: best Δ − picked Δ in the metric's units; "
              "`estimate s` against `trials s`: what the estimates cost against the target stages they "
-             "would save. With 6 candidates a ranking is rarely decided: read p and the interval. These "
+             "would save. With a handful of candidates a ranking is rarely decided: read p and the interval. These "
              "definitions differ between papers (hf-dataset-selector: Regret@k = (best − best of top k) / best "
              "on raw scores, NDCG gain 2^(100 × score) − 1); here gains are Δs against vanilla, and vanilla "
              "counts as a candidate (Δ = 0) for every estimator that scores the plain encoder (LogME, H-score, "
