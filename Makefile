@@ -85,12 +85,16 @@ verdict-report: setup  ## rebuild docs/verdict_matrix's report from its committe
 
 # Issue 34 (conf/experiment/replication.yaml, docs/replication/PREREGISTRATION.md): the paper's claims on
 # its own grid. The LogME / H-score predictions come first (they train the intermediates), then the
-# trials, then the independent vanilla replicate H4 classifies cells by. Every step resumes.
+# trials, then the independent vanilla replicate H4 classifies cells by. Every step resumes, on another
+# machine too: the committed docs/replication/results.csv is carried into both sweep dirs, and the trials it
+# lists count as finished (src/stilts_lab/resume.py).
 REPLICATION := multirun/replication
 REPLICATION_DOCS := docs/replication
 replication: setup  ## H1-H5 on the paper grid, RTE and WiC (CPU, about 11 hours; resumes)
 	test -f $(REPLICATION_DOCS)/transfer_estimates.csv || $(PY) -m stilts_lab.transfer estimate +experiment=replication $(ARGS) \
 		--max-examples 400 --out $(REPLICATION_DOCS)/transfer_estimates.csv
+	for dir in $(REPLICATION) $(REPLICATION)_vanilla_replicate; do mkdir -p $$dir; \
+		if test -f $(REPLICATION_DOCS)/results.csv; then cp $(REPLICATION_DOCS)/results.csv $$dir/; fi; done
 	$(PY) -m stilts_lab.prepare --trials +experiment=replication hydra.sweep.dir=$(REPLICATION) $(ARGS)
 	$(STILTS) +experiment=replication intermediate=none replicate=1 hydra.sweep.dir=$(REPLICATION)_vanilla_replicate $(ARGS)
 	cp $(REPLICATION_DOCS)/transfer_estimates.csv $(REPLICATION)/

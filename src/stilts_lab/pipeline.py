@@ -81,7 +81,8 @@ def reuse_finished(cfg: DictConfig, metrics: dict, out: Path) -> dict | None:
     path, prior = done
     log.info("skipping finished trial %s: %s already holds its result (status %s)",
              metrics["config_hash"], path, prior["status"])
-    if path.resolve() != (out / METRICS_FILE).resolve():
+    # a carried results.csv row stays where it is, read by the report; a metrics.json is copied here
+    if path.name == METRICS_FILE and path.resolve() != (out / METRICS_FILE).resolve():
         write_json_atomic(out / METRICS_FILE, prior | {"reused_from": str(path)})
     return prior
 

@@ -1,8 +1,13 @@
 """Resuming a sweep: a trial whose metrics.json (anywhere under the sweep dir) has the same config
 hash and finished (ok, or diverged: a real result too) is not run again. Matching by config hash,
-not by folder name, keeps this right when a sweep is re-run with its trials in another order."""
+not by folder name, keeps this right when a sweep is re-run with its trials in another order.
+
+A sweep that outlives its machine (hours across sessions, where only git is kept) carries its finished
+trials as a report's results.csv at the top of the sweep dir (CARRIED_FILE): its rows count as finished
+too, and the report reads them beside the new trials' metrics.json (report/collect.py)."""
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -25,6 +30,23 @@ def sweep_root(default: Path) -> Path:
     return default
 
 
+CARRIED_FILE = "results.csv"
+
+
+def carried_trial(config_hash: str, root: Path) -> tuple[Path, dict] | None:
+    """(the carried results.csv, {config_hash, status, best_dev_metric}) of a finished trial it holds."""
+    path = Path(root) / CARRIED_FILE
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("config_hash") == config_hash and row.get("status") in FINISHED:
+                score = row.get("best_dev_metric")
+                return path, {"config_hash": config_hash, "status": row["status"],
+                              "best_dev_metric": float(score) if score else None}
+    return None
+
+
 def finished_trial(config_hash: str, root: Path, max_depth: int = 3) -> tuple[Path, dict] | None:
     root = Path(root)
     if not root.is_dir():
@@ -35,4 +57,4 @@ def finished_trial(config_hash: str, root: Path, max_depth: int = 3) -> tuple[Pa
             log.warning("%s is unreadable: its trial counts as not done and runs again", path)
         if metrics and metrics.get("config_hash") == config_hash and metrics.get("status") in FINISHED:
             return path, metrics
-    return None
+    return carried_trial(config_hash, root)

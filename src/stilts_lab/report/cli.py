@@ -1,6 +1,7 @@
 """The command line:
     python -m stilts_lab.report DIR [DIR ...] [--out DIR] [--factor KEY] [--contrast A:B ...]
                                 [--correction holm|bh] [--margin 0.01] [--hypotheses] [--publish-claims PAGE]
+                                [--results-only]
     python -m stilts_lab.report plan DIR [DIR ...] --effect 0.01 --family-size M [--arms J]
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Sequence
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.claims import CORRECTIONS
 from stilts_lab.report.tables import MARGIN
-from stilts_lab.report.write import write_report
+from stilts_lab.report.write import write_report, write_results
 
 
 def _positive(text: str) -> float:
@@ -48,8 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--publish-claims", type=Path, metavar="PAGE",
                         help="also copy claims.md into PAGE, between its lines <!-- claims.md: begin --> and "
                              "<!-- claims.md: end --> (a results page publishing the report's claims verbatim)")
+    parser.add_argument("--results-only", action="store_true",
+                        help="write results.csv alone, no test: a preregistered sweep's finished trials, committed "
+                             "while it runs (carried to another machine, where resume reads them), unread")
     args = parser.parse_args(argv)
     try:
+        if args.results_only:
+            for path in write_results(args.dirs, args.out or args.dirs[0] / "report").values():
+                print(f"wrote {path}")
+            return 0
         written = write_report(args.dirs, args.out, args.factor, args.contrast, args.correction, args.margin,
                                args.hypotheses)
         if args.publish_claims:

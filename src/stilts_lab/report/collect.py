@@ -1,7 +1,8 @@
 """Collecting trials: every metrics.json under the given folders is one row, with its flattened
 config, whether it has a score, whether it stayed at the trivial baseline, and the arm it belongs to (arms.py).
-A folder with no metrics.json but a results.csv (a report's own output, e.g. docs/verdict_matrix,
-where only the CSV is committed) is read back from that CSV."""
+A folder with a results.csv at its top (a report's own output, e.g. docs/verdict_matrix, where only the
+CSV is committed; or a sweep's trials carried across machines, resume.CARRIED_FILE) is read back from
+that CSV, beside any metrics.json under it."""
 from __future__ import annotations
 
 import ast
@@ -78,11 +79,14 @@ def collect_trials(dirs: Iterable[Path]) -> pd.DataFrame:
     Columns: TRIAL_FIELDS, path, hparams.*, data_files.* (if recorded), config.* (flattened), the derived booleans scored (has
     a score, not failed) and at_baseline (never above the trivial baseline, or a non-finite
     loss: metrics.json's status "diverged"), and the arm columns of arms.assign_arms.
-    A folder holding no metrics.json but a results.csv at its top contributes that CSV's rows."""
+    A folder holding a results.csv at its top (a committed report, or a sweep's carried trials)
+    contributes that CSV's rows too."""
     paths, rows, configs, unreadable = set(), [], [], 0
     for d in map(Path, dirs):
         found = {p for p in d.rglob(METRICS_FILE) if p.is_file()}
-        if not found and (d / RESULTS_FILE).is_file():
+        # a committed report, or a sweep's trials carried over from another machine (resume.CARRIED_FILE)
+        # beside the ones run since: a trial in both is kept once (config_hash, below)
+        if (d / RESULTS_FILE).is_file():
             # Read whole before anything is written: a report into this folder overwrites it.
             more_rows, more_configs = _read_results(d / RESULTS_FILE)
             rows += more_rows

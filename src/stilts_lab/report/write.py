@@ -32,6 +32,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
 
 
+def collected(dirs: Sequence[Path]):
+    """Every trial under `dirs` (collect_trials), or an error naming the folders when there is none."""
+    df = collect_trials(dirs)
+    if df.empty:
+        unreadable = f" ({df.attrs['unreadable']} unreadable)" if df.attrs.get("unreadable") else ""
+        raise StiltsError(f"no {METRICS_FILE} found under {', '.join(str(d) for d in dirs)}"
+                          + unreadable)
+    return df
+
+
+def write_results(dirs: Sequence[Path], out: Path) -> dict[str, Path]:
+    """results.csv alone, no test computed: what a preregistered sweep commits while it runs (a sweep
+    carried across machines, resume.CARRIED_FILE), without an interim look at its claims."""
+    df = collected([Path(d) for d in dirs])
+    out.mkdir(parents=True, exist_ok=True)
+    df.drop(columns=INTERNAL).to_csv(out / "results.csv", index=False)
+    return {"results.csv": out / "results.csv"}
+
+
 def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | None = None,
                  contrasts: Sequence[str] = (), correction: str = "holm", margin: float = MARGIN,
                  hypotheses: bool = False) -> dict[str, Path]:
@@ -40,11 +59,7 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
     "holm" or "bh" over each family; `margin`: TOST's equivalence margin in the metric's units;
     `hypotheses`: the paper's claims H1-H5 as tests (hypotheses.py)."""
     dirs = [Path(d) for d in dirs]
-    df = collect_trials(dirs)
-    if df.empty:
-        unreadable = f" ({df.attrs['unreadable']} unreadable)" if df.attrs.get("unreadable") else ""
-        raise StiltsError(f"no {METRICS_FILE} found under {', '.join(str(d) for d in dirs)}"
-                          + unreadable)
+    df = collected(dirs)
     out = Path(out) if out is not None else dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
