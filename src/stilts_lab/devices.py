@@ -27,7 +27,7 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # torch.cpu.get_capabilities() 
 
 def native_bf16() -> bool:
     """True when this CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX-BF16): there bf16
-    autocast trains about 1.8x faster than fp32 (docs/performance.md). A CPU with plain AVX512 or less
+    autocast trains about 1.5x faster than fp32 (docs/performance.md: 1.43-1.58x). A CPU with plain AVX512 or less
     emulates bf16 and gains nothing (oneDNN's own bf16 check, torch.ops.mkldnn._is_mkldnn_bf16_supported,
     says yes on any AVX512 CPU, so it is not this question).
 
