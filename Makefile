@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report replication report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu rankers grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report replication report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -82,6 +82,18 @@ verdict-matrix: setup  ## 6 arms x 2 intermediate seeds into RTE, WiC, SocialIQA
 # and the claims copied verbatim between the markers of its results page (tests/test_docs_claims.py).
 verdict-report: setup  ## rebuild docs/verdict_matrix's report from its committed results.csv, and the claims on its page (seconds)
 	$(PY) -m stilts_lab.report $(VERDICT) --out $(VERDICT) $(DECOMPOSITION) --publish-claims docs/results/verdict-matrix.md
+
+# Issue 37: the rankers that need nothing trained (TextEmb, vocabulary overlap) on the candidates of the
+# committed matrices, written beside each matrix's estimates; `make verdict-report` and the report of
+# docs/transfer_small score them alike. The real-fake candidates' sets are built first (cached after).
+VERDICT_CANDIDATES := realfake_paper,realfake,realfake_swapped,realfake_p,hellaswag_p
+rankers: setup  ## rank the verdict's and transfer_small's candidates before training, into docs/ (minutes)
+	for arm in realfake_paper realfake realfake_swapped; do $(PY) -m stilts_lab.synth +experiment=verdict_matrix intermediate=$$arm; done
+	for t in rte wic socialiqa; do $(PY) -m stilts_lab.transfer rank --target $$t --candidates $(VERDICT_CANDIDATES) \
+		--out $(VERDICT)/transfer_estimates_rank_$$t.csv +experiment=verdict_matrix; done
+	for t in rte copa; do $(PY) -m stilts_lab.transfer rank --target $$t --candidates cola,mrpc,hellaswag_p \
+		--out docs/transfer_small/transfer_estimates_rank_$$t.csv +experiment=transfer_small; done
+	$(PY) -m stilts_lab.report docs/transfer_small --out docs/transfer_small
 
 # Issue 34 (conf/experiment/replication.yaml, docs/replication/PREREGISTRATION.md): the paper's claims on
 # its own grid. The LogME / H-score predictions come first (they train the intermediates), then the

@@ -55,3 +55,16 @@ def test_with_checkpoints_adds_the_checkpoint_estimators_and_the_plain_encoder(t
         f"mrpc-{keys['mrpc']}", f"cola-{keys['cola']}"}
     printed = capsys.readouterr().out
     assert "checkpoint trained or reused" in printed and "| - | none |" in printed and "LogME" in printed
+
+
+def test_the_report_reads_rankers_files_beside_the_estimates(tmp_path):
+    """`rank --out DIR/transfer_estimates_rank_T.csv` beside DIR/transfer_estimates.csv: the report reads
+    both, every estimator's rows once."""
+    from stilts_lab.report.predict import read_estimates
+    rows = lambda estimator, score: pd.DataFrame([dict(intermediate="mrpc", intermediate_seed=None, target="rte",  # noqa: E731
+                                                       estimator=estimator, score=score, seconds=1.0)])
+    rows("LogME", 0.5).to_csv(tmp_path / "transfer_estimates.csv", index=False)
+    rows("TextEmb", 0.7).to_csv(tmp_path / "transfer_estimates_rank_rte.csv", index=False)
+    (tmp_path / "transfer_estimates.txt").write_text("a printed table, not a CSV")
+    read = read_estimates([tmp_path])
+    assert sorted(zip(read["estimator"], read["score"])) == [("LogME", 0.5), ("TextEmb", 0.7)]

@@ -55,6 +55,7 @@ from stilts_lab.errors import StiltsError
 from stilts_lab.report.arms import VANILLA, arm_label
 
 ESTIMATES_FILE = "transfer_estimates.csv"
+ESTIMATES_GLOB = "transfer_estimates*.csv"   # the estimates, and rankers' files beside them
 PREDICTIONS_FILE = "predictions.csv"   # the report's scores of the estimates, one row per (target, estimator)
 COLUMNS = ["intermediate", "intermediate_seed", "target", "estimator", "score", "seconds"]
 KEYS = ["model", "checkpoint_key"]   # optional: older CSVs lack them (None in the frame read_estimates returns)
@@ -69,14 +70,12 @@ def _text_or_none(value) -> str | None:
 
 
 def read_estimates(dirs: Sequence[Path]) -> pd.DataFrame | None:
-    """Every DIR/transfer_estimates.csv of the report's folders, concatenated; None if none. Columns:
+    """Every DIR/transfer_estimates*.csv of the report's folders, concatenated (the checkpoint-based
+    estimates, and e.g. `transfer rank --out DIR/transfer_estimates_rank_rte.csv`); None if none. Columns:
     COLUMNS and KEYS (None where a CSV lacks them). Where some row has a checkpoint key, attrs
     [ARM_CHECKPOINTS] holds arm_checkpoints(dirs), for candidates() to join them by."""
     frames = []
-    for d in dirs:
-        path = Path(d) / ESTIMATES_FILE
-        if not path.is_file():
-            continue
+    for path in (p for d in dirs for p in sorted(Path(d).glob(ESTIMATES_GLOB)) if p.is_file()):
         frame = pd.read_csv(path, dtype={c: str for c in KEYS})  # a key may look like a number ("1234e5678901")
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
