@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu rankers grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report replication report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu rankers grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report replication replication-save report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -107,10 +107,17 @@ replication: setup  ## H1-H5 on the paper grid, RTE and WiC (CPU, about 11 hours
 		--max-examples 400 --out $(REPLICATION_DOCS)/transfer_estimates.csv
 	for dir in $(REPLICATION) $(REPLICATION)_vanilla_replicate; do mkdir -p $$dir; \
 		if test -f $(REPLICATION_DOCS)/results.csv; then cp $(REPLICATION_DOCS)/results.csv $$dir/; fi; done
+	# the checkpoints first, then their bytes against the preregistration's (a mismatch stops here: record it as a deviation)
+	$(PY) -m stilts_lab.prepare +experiment=replication hydra.sweep.dir=$(REPLICATION) $(ARGS)
+	sha256sum --check --quiet $(REPLICATION_DOCS)/checkpoints.sha256
 	$(PY) -m stilts_lab.prepare --trials +experiment=replication hydra.sweep.dir=$(REPLICATION) $(ARGS)
 	$(STILTS) +experiment=replication intermediate=none replicate=1 hydra.sweep.dir=$(REPLICATION)_vanilla_replicate $(ARGS)
 	cp $(REPLICATION_DOCS)/transfer_estimates.csv $(REPLICATION)/
 	$(PY) -m stilts_lab.report $(REPLICATION) $(REPLICATION)_vanilla_replicate --out $(REPLICATION_DOCS) --hypotheses
+
+# While it runs: its finished trials into docs/replication/results.csv, to commit (no test is read: no interim look).
+replication-save: setup
+	$(PY) -m stilts_lab.report $(REPLICATION) $(REPLICATION)_vanilla_replicate --out $(REPLICATION_DOCS) --results-only
 
 bench: setup
 	$(PY) bench/builder_throughput.py
