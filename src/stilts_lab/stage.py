@@ -160,7 +160,7 @@ def tracked_hparams(task: Mapping, settings: StageSettings, seed: int, method: s
     """What a tracker's run is compared by: the stage's task, where it started (the pretrained encoder's
     folder or the intermediate checkpoint's, <task>-<key>), its settings, seed and training method."""
     return {"task": task["name"], "start": Path(str(encoder_source)).name, "seed": seed, "method": method,
-            **{k: v for k, v in vars(settings).items()}}
+            **vars(settings)}
 
 
 def head_config(kind: str, num_labels: int) -> dict:
