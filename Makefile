@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Original data files (RTE, SQuAD, WikiText, ...) laid out as in ../shared/data.
 export STILTS_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run vanilla test bench bench-cpu bench-gpu rankers grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report replication replication-save report clean-cache
+.PHONY: setup run vanilla test bench bench-cpu bench-gpu rankers grid-small grid-paper ablation-intermediate-size ablation-intermediate-steps ablation-target-size ablation-fakes realfake-decomposition transfer-small verdict-matrix verdict-report ranker-matrix replication replication-save report clean-cache
 
 setup: $(VENV)/.installed
 
@@ -94,6 +94,20 @@ rankers: setup  ## rank the verdict's and transfer_small's candidates before tra
 	for t in rte copa; do $(PY) -m stilts_lab.transfer rank --target $$t --candidates cola,mrpc,hellaswag_p \
 		--out docs/transfer_small/transfer_estimates_rank_$$t.csv +experiment=transfer_small; done
 	$(PY) -m stilts_lab.report docs/transfer_small --out docs/transfer_small
+
+# Issue 37's own matrix (conf/experiment/ranker_matrix.yaml): 10 candidates into RTE and WiC. The rankers
+# speak first (nothing trained, then the checkpoints' LogME / H-score / kNN), then the trials, then the report
+# scores every ranker against the realised gains. Each step is skipped or resumes where it stopped.
+RANKER := docs/ranker_matrix
+RANKER_CANDIDATES := cola,mrpc,cb,stsb,copa,cosmosqa,hellaswag,hellaswag_p,socialiqa,winogrande_l
+ranker-matrix: setup  ## 10 candidate intermediates into RTE and WiC, rankers first (CPU, about 4 hours)
+	for t in rte wic; do test -f $(RANKER)/transfer_estimates_rank_$$t.csv || $(PY) -m stilts_lab.transfer rank \
+		--target $$t --candidates $(RANKER_CANDIDATES) --out $(RANKER)/transfer_estimates_rank_$$t.csv +experiment=ranker_matrix; done
+	test -f $(RANKER)/transfer_estimates.csv || $(PY) -m stilts_lab.transfer estimate +experiment=ranker_matrix $(ARGS) \
+		--max-examples 400 --out $(RANKER)/transfer_estimates.csv
+	$(STILTS) +experiment=ranker_matrix hydra.sweep.dir=multirun/ranker_matrix $(ARGS)
+	cp $(RANKER)/transfer_estimates*.csv multirun/ranker_matrix/
+	$(PY) -m stilts_lab.report multirun/ranker_matrix --out $(RANKER)
 
 # Issue 34 (conf/experiment/replication.yaml, docs/replication/PREREGISTRATION.md): the paper's claims on
 # its own grid. The LogME / H-score predictions come first (they train the intermediates), then the
