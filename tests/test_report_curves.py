@@ -169,3 +169,37 @@ def test_a_bad_contrast_is_one_error_before_anything_is_written(matrix_sweep, tm
     assert main([str(matrix_sweep), "--out", str(tmp_path / "out"), "--contrast", spec]) == 1
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_search_savings_hand_computed():
+    """Three candidates, the best (index 1) costs 4 s, the others 2 s each."""
+    from stilts_lab.report.search import (random_search_seconds, resampled_savings, saved_seconds, search_seconds,
+                                          trainings_to_best)
+    realised, costs = np.array([0.0, 0.3, 0.1]), np.array([2.0, 4.0, 2.0])
+    right, wrong = np.array([0.5, 0.9, 0.1]), np.array([0.9, 0.1, 0.5])
+    assert trainings_to_best(right, realised) == 1 and trainings_to_best(wrong, realised) == 3
+    assert search_seconds(right, realised, costs) == 4.0 and search_seconds(wrong, realised, costs) == 8.0
+    assert random_search_seconds(realised, costs) == 4.0 + (2.0 + 2.0) / 2   # each other comes first half the time
+    assert saved_seconds(right, realised, costs, 0.5) == pytest.approx(6.0 - 4.0 - 0.5)
+    assert saved_seconds(wrong, realised, costs, 0.5) == pytest.approx(6.0 - 8.0 - 0.5)
+    # Cells in which candidate 1 is always best: every resample saves the same 1.5 s.
+    cells = np.array([[0.0, 0.3, 0.1], [0.0, 0.4, 0.2], [0.0, 0.2, 0.1]])
+    assert resampled_savings(right, cells, costs, 0.5) == (pytest.approx(1.5), pytest.approx(1.5), 1.0)
+    # Cells that disagree on the best: the interval spans a loss and a saving.
+    cells = np.array([[0.0, 0.5, 0.1], [0.0, 0.0, 0.6]])
+    low, high, p_saves = resampled_savings(right, cells, costs, 0.5)
+    assert low < 0 < high and 0 < p_saves < 1
+
+
+def test_report_says_what_each_ranking_saves(matrix_sweep, tmp_path):
+    write_report([matrix_sweep], tmp_path / "out")
+    search = pd.read_csv(tmp_path / "out" / "search.csv").set_index(["target", "estimator"])
+    # rte: vanilla, hellaswag and swag cost 4 trials x 1 s, realfake (2 seeds) 8; the estimates cost 9.5 s.
+    # LogME picks realfake, the best: 8 s against random's 8 + (4 + 4 + 4) / 2 = 14 s.
+    logme, hscore = search.loc[("rte", "LogME")], search.loc[("rte", "HScore")]
+    assert (logme["trainings_to_best"], logme["random_trainings"]) == (1, 2.5)
+    assert logme["saved_seconds"] == pytest.approx(14 - 8 - 9.5)
+    # HScore ranks it last: all four trained, 20 s.
+    assert hscore["trainings_to_best"] == 4 and hscore["saved_seconds"] == pytest.approx(14 - 20 - 9.5)
+    section = (tmp_path / "out" / "summary.md").read_text().split("## What each ranking would have saved")[1]
+    assert "| rte | LogME (most) | 4 | 1 (2.5) | 8 (14) | 9.5 | -4 |" in section

@@ -13,13 +13,14 @@ from stilts_lab.report.curves import curve_table
 from stilts_lab.report.hypotheses import HYPOTHESES_FILE, hypotheses_table
 from stilts_lab.report.markdown import (claims_section, contrast_section, curve_section, heterogeneity_section,
                                         hypotheses_section, matrix_section, power_section, prediction_section,
-                                        render_summary)
+                                        render_summary, search_section)
 from stilts_lab.report.matrix import MATRIX_FILE, transfer_matrix
 from stilts_lab.report.plots import (paper_style, plot_factor, plot_predicted, plot_transfer_matrix,
                                      plot_tuning_curves, plot_violins)
 from stilts_lab.report.power import power_table
 from stilts_lab.report.predict import (PREDICTIONS_FILE, candidates, prediction_table, read_estimates, realised_cells,
                                        trial_seconds)
+from stilts_lab.report.search import SEARCH_FILE, arm_seconds, search_table
 from stilts_lab.report.tables import MARGIN, arm_table, comparison_table, factor_table
 from stilts_lab.results import METRICS_FILE
 
@@ -83,13 +84,16 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
     curves, cells = curve_table(df), transfer_matrix(comparisons)
     estimates = read_estimates(dirs)
     points = candidates(comparisons, estimates) if estimates is not None else None
-    predictions = prediction_table(points, realised_cells(df)) if points is not None else None
+    per_cell = realised_cells(df) if points is not None else None
+    predictions = prediction_table(points, per_cell) if points is not None else None
+    searches = search_table(points, arm_seconds(df), per_cell) if points is not None else None
     if claimed is not None and not claimed.empty:
         claimed.to_csv(out / HYPOTHESES_FILE, index=False)
         keep(out / HYPOTHESES_FILE)
     appendix = (hypotheses_section(claimed, correction) + power_section(power) + curve_section(curves) + matrix_section(cells, correction)
                 + contrast_section(versus) + heterogeneity_section(specific)
-                + (prediction_section(predictions, trial_seconds(df)) if predictions is not None else []))
+                + (prediction_section(predictions, trial_seconds(df)) if predictions is not None else [])
+                + (search_section(searches) if searches is not None else []))
     for name, table in ((CLAIMS_FILE, claims), (POWER_FILE, power)):
         if not table.empty:
             table.to_csv(out / name, index=False)
@@ -101,6 +105,9 @@ def write_report(dirs: Sequence[Path], out: Path | None = None, factor: str | No
     if predictions is not None and not predictions.empty:
         predictions.to_csv(out / PREDICTIONS_FILE, index=False)
         keep(out / PREDICTIONS_FILE)
+    if searches is not None and not searches.empty:
+        searches.to_csv(out / SEARCH_FILE, index=False)
+        keep(out / SEARCH_FILE)
     if not versus.empty:
         versus.to_csv(out / CONTRASTS_FILE, index=False)
         keep(out / CONTRASTS_FILE)
