@@ -345,12 +345,15 @@ def search_section(searches: pd.DataFrame) -> list[str]:
              "plus half the others'); `saved s`: random's minus the ranker's, minus the ranker's own cost, with "
              "a 95% interval from resampling the grid cells (the realised best moves with them) and "
              "P(saves): the share of resamples in which the ranking saves any time. Intermediate stages are "
-             "not counted, so for candidates still to be trained the savings are a floor. (most): the largest "
+             "not counted, so for candidates still to be trained the savings are a floor. Rankers that cannot score "
+             "the plain encoder (TextEmb, vocabulary overlap) search their intermediate candidates only (see "
+             "`candidates`): their best is the best intermediate, vanilla aside. (most): the largest "
              "point estimate of a target; where the intervals overlap, which ranker saves most is undecided.", ""]
-    best = searches.loc[searches.groupby(["model", "target"])["saved_seconds"].idxmax()]
+    saved = searches["saved_seconds"].round()   # as printed: a tie to the second is a tie
+    most = saved == saved.groupby([searches["model"], searches["target"]]).transform("max")
     lines += _md_table(["target", "ranker", "candidates", "trainings (random)", "search s (random)", "ranker s",
                         "saved s", "saved 95% CI", "P(saves)"],
-                       ([r["target"], r["estimator"] + (" (most)" if i in best.index else ""), r["candidates"],
+                       ([r["target"], r["estimator"] + (" (most)" if most[i] else ""), r["candidates"],
                          f"{r['trainings_to_best']} ({r['random_trainings']:.1f})",
                          f"{r['search_seconds']:.0f} ({r['random_seconds']:.0f})", f"{r['ranker_seconds']:.1f}",
                          f"{r['saved_seconds']:+.0f}",
