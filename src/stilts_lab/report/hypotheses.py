@@ -63,8 +63,18 @@ def _h4(section: pd.DataFrame, paper: pd.DataFrame, vanilla: pd.DataFrame) -> di
         return dict(estimate=None, p=None, note=f"{len(inside)} failed and {len(outside)} other cells: "
                                                 "needs 2+ of each")
     test = stats.ttest_ind(inside, outside, equal_var=False)
-    return dict(estimate=float(inside.mean() - outside.mean()), p=float(test.pvalue),
-                note=f"{len(inside)} cells where the vanilla replicate failed, {len(outside)} others")
+    interval = test.confidence_interval(1 - ALPHA)
+    return dict(estimate=float(inside.mean() - outside.mean()), p=float(test.pvalue), low=float(interval.low),
+                high=float(interval.high), note=f"{len(inside)} cells where the vanilla replicate failed, "
+                                                f"{len(outside)} others")
+
+
+def cell_bootstrap(a: np.ndarray, b: np.ndarray, statistic, resamples: int = 2_000, seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile interval of statistic(a, b) over resamples of the cells (rows of a and b
+    together, so the pairing by cell is kept); shapes (C, K)."""
+    rows = np.random.default_rng(seed).integers(0, a.shape[0], (resamples, a.shape[0]))
+    low, high = np.percentile(statistic(a[rows], b[rows]), [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return float(low), float(high)
 
 
 def hypotheses_table(df: pd.DataFrame, margin: float = MARGIN, correction: str = "holm",
@@ -81,22 +91,26 @@ def hypotheses_table(df: pd.DataFrame, margin: float = MARGIN, correction: str =
         paper = _arm(section, PAPER, vanilla_key)
         base = dict(model=model, target=target, metric_name=", ".join(sorted(set(section["metric_name"].dropna()))))
 
-        def add(name, claim, test, estimate, p, kind, note="", task_p=None):
-            rows.append(dict(base, hypothesis=name, claim=claim, test=test, estimate=estimate, p=p, kind=kind,
-                             note=note, task_p=task_p))
+        def add(name, claim, test, estimate, p, kind, note="", task_p=None, low=None, high=None, interval=""):
+            rows.append(dict(base, hypothesis=name, claim=claim, test=test, estimate=estimate, low=low, high=high,
+                             interval=interval, p=p, kind=kind, note=note, task_p=task_p))
 
         if not paper.empty:
             d = delta(paper, plain, fit, margin)
             add("H1", f"{PAPER} raises the mean {target} score", "block-design t (these checkpoints)",
-                d["delta_mean"], d["cond_p"], "effect", task_p=d["task_p"])
+                d["delta_mean"], d["cond_p"], "effect", task_p=d["task_p"], low=d["cond_low"], high=d["cond_high"],
+                interval="block-design t")
             a, b = complete_layout(paper, plain)
             if len(a) >= 2:
                 observed, p = permutation_test(a, b, mean_minus_max_delta)
+                low, high = cell_bootstrap(a, b, mean_minus_max_delta)
                 add("H2", f"{PAPER} raises the mean more than the best score (equal budget n={len(a)})",
-                    "within-cell permutation of Δ mean - Δ max", float(observed), float(p), "effect")
+                    "within-cell permutation of Δ mean - Δ max", float(observed), float(p), "effect",
+                    low=low, high=high, interval="cell bootstrap")
             h4 = _h4(section, paper, plain)
             add("H4", f"{PAPER}'s gain is larger where vanilla fails", "Welch t over cells, classified by "
-                "a vanilla replicate", h4["estimate"], h4["p"], "effect", h4["note"])
+                "a vanilla replicate", h4["estimate"], h4["p"], "effect", h4["note"], low=h4.get("low"),
+                high=h4.get("high"), interval="Welch t")
         for name, other, label in (("H3", HELLASWAG_P, "HellaSwag-p transfers"),
                                    ("H5", CONTROLLED, "the controlled fakes transfer")):
             arm = _arm(section, other, vanilla_key)
@@ -106,7 +120,7 @@ def hypotheses_table(df: pd.DataFrame, margin: float = MARGIN, correction: str =
             difference = "n/a" if d["cond_p"] is None else f"{d['cond_p']:.4f}"
             add(name, f"{label} as {PAPER} does (±{margin:g})", "TOST (block design, these checkpoints)",
                 d["delta_mean"], d["cond_tost_p"], "equivalence", f"Δ {d['delta_mean']:+.4f}, difference p {difference}",
-                task_p=d["task_tost_p"])
+                task_p=d["task_tost_p"], low=d["cond_low"], high=d["cond_high"], interval="block-design t")
             rows[-1]["difference_p"] = d["cond_p"]
     table = pd.DataFrame(rows)
     if table.empty:

@@ -202,9 +202,16 @@ def hypotheses_section(table: pd.DataFrame | None, correction: str) -> list[str]
              "seeds; unadjusted, outside the family) says whether the claim reaches intermediate training "
              "in general.", ""]
     return lines + _md_table(["target", "hypothesis", "claim", "test", "estimate", "p", "p adj", "result",
-                              "task-level p", "note"],
+                              "95% interval (unadjusted)", "task-level p", "note"],
                              ([r["target"], r["hypothesis"], r["claim"], r["test"]] + _tested(r)
-                              + [_pv(r.get("task_p")), r.get("note") or ""] for r in table.to_dict("records")))
+                              + [_hypothesis_interval(r), _pv(r.get("task_p")), r.get("note") or ""]
+                              for r in table.to_dict("records")))
+
+
+def _hypothesis_interval(r: dict) -> str:
+    if _missing(r.get("low")) or _missing(r.get("high")):
+        return "n/a"
+    return f"[{r['low']:+.4f}, {r['high']:+.4f}] ({r['interval']})"
 
 
 def power_section(power: pd.DataFrame) -> list[str]:

@@ -107,7 +107,8 @@ def delta(arm: pd.DataFrame, other: pd.DataFrame, fit, margin: float = MARGIN) -
     permutation test and interval over the cells complete in both arms. Raw p-values: the report
     adjusts them over each family (claims.py)."""
     out = dict(cells=0, budget_n=None, scope="", delta_mean=None, delta_mean_low=None, delta_mean_high=None,
-               delta_mean_se=None, delta_mean_df=None, delta_mean_p=None, cond_p=None, task_p=None, tost_p=None, cond_tost_p=None,
+               delta_mean_se=None, delta_mean_df=None, delta_mean_p=None, cond_p=None, cond_low=None, cond_high=None,
+               task_p=None, tost_p=None, cond_tost_p=None,
                task_tost_p=None, delta_max=None, delta_max_low=None,
                delta_max_high=None, delta_max_p=None)
     if not len(arm) or not len(other) or fit is None:
@@ -120,7 +121,8 @@ def delta(arm: pd.DataFrame, other: pd.DataFrame, fit, margin: float = MARGIN) -
     out.update(cells=len(shared), scope=scope, delta_mean=_num(test["delta"]),
                delta_mean_low=_num(test[f"{scope}_low"]), delta_mean_high=_num(test[f"{scope}_high"]),
                delta_mean_se=_num(test[f"{scope}_se"]), delta_mean_df=_num(test[f"{scope}_df"]),
-               delta_mean_p=_num(test[f"{scope}_p"]), cond_p=_num(test["cond_p"]), task_p=_num(test["task_p"]),
+               delta_mean_p=_num(test[f"{scope}_p"]), cond_p=_num(test["cond_p"]), cond_low=_num(test["cond_low"]),
+               cond_high=_num(test["cond_high"]), task_p=_num(test["task_p"]),
                tost_p=_num(test[f"{scope}_tost_p"]), cond_tost_p=_num(test["cond_tost_p"]),
                task_tost_p=_num(test["task_tost_p"]))
     a, b = complete_layout(arm, other)
