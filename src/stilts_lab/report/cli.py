@@ -3,6 +3,7 @@
                                 [--correction holm|bh] [--margin 0.01] [--hypotheses] [--publish-claims PAGE]
                                 [--results-only]
     python -m stilts_lab.report plan DIR [DIR ...] --effect 0.01 --family-size M [--arms J]
+    python -m stilts_lab.report ordering A_DIR B_DIR [--labels full,lora] [--out ordering.csv]
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["plan"]:
         return plan_main(argv[1:])
+    if argv[:1] == ["ordering"]:
+        return ordering_cli(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m stilts_lab.report",
                                      description="Report over finished sweeps: results.csv, summary.md, claims.csv, "
                                                  "figures. `python -m stilts_lab.report plan -h` sizes a design.")
@@ -99,6 +102,29 @@ def plan_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         print_plan(args.dirs, args.effect, args.family_size, args.arms)
+    except StiltsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def ordering_cli(argv: Sequence[str]) -> int:
+    from stilts_lab.report.ordering import ordering_main
+    parser = argparse.ArgumentParser(prog="python -m stilts_lab.report ordering",
+                                     description="Do two sweeps order their intermediates alike (per target)? Spearman's "
+                                                 "rho of the Δ means, exact p, an interval from resampling both "
+                                                 "sides' cells, P(same best). E.g. LoRA stages against full fine-tuning.")
+    parser.add_argument("a", type=Path, help="one sweep (metrics.json or a report's results.csv)")
+    parser.add_argument("b", type=Path, help="the other")
+    parser.add_argument("--labels", default="A,B", help="the two sides' names in the table (default A,B)")
+    parser.add_argument("--out", type=Path, help="also write the table as CSV")
+    args = parser.parse_args(argv)
+    labels = args.labels.split(",")
+    if len(labels) != 2:
+        print(f"error: --labels takes two names, got {args.labels!r}", file=sys.stderr)
+        return 2
+    try:
+        ordering_main(args.a, args.b, (labels[0], labels[1]), args.out)
     except StiltsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
