@@ -3,7 +3,6 @@ are known by construction (no training)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from stilts_lab.report.cli import main
 from tests.test_report import write_trial
