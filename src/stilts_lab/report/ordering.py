@@ -21,20 +21,13 @@ import pandas as pd
 
 from stilts_lab.errors import StiltsError
 from stilts_lab.report.arms import VANILLA, arm_label
-from stilts_lab.report.predict import realised_cells, spearman, spearman_p
-
-RESAMPLES, RESAMPLE_SEED = 2_000, 0
+from stilts_lab.report.predict import RESAMPLE_SEED, realised_cells, resampled_means, spearman, spearman_p
 
 
 def _labelled(cells: pd.DataFrame) -> pd.DataFrame:
     """Per-cell Δ with columns named by arm label, vanilla dropped."""
     keep = [c for c in cells.columns if c[0] != VANILLA]
     return cells[keep].set_axis([arm_label(*c) for c in keep], axis=1)
-
-
-def _draws(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(RESAMPLES, arms): each arm's mean Δ over a resample of the rows (cells) of `cells`."""
-    return cells[rng.integers(0, cells.shape[0], (RESAMPLES, cells.shape[0]))].mean(axis=1)
 
 
 def ordering_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +49,7 @@ def ordering_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                        best_a=arms[int(np.argmax(ma))], best_b=arms[int(np.argmax(mb))])
             if len(da) >= 2 and len(db) >= 2:
                 rng = np.random.default_rng(RESAMPLE_SEED)
-                ra, rb = _draws(xa, rng), _draws(xb, rng)
+                ra, rb = resampled_means(xa, rng), resampled_means(xb, rng)
                 rhos = np.array([spearman(x, y) for x, y in zip(ra, rb)], dtype=float)
                 rhos = rhos[np.isfinite(rhos)]
                 if len(rhos):

@@ -157,13 +157,19 @@ def realised_cells(df: pd.DataFrame) -> dict:
     return out
 
 
+def resampled_means(cells: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(RESAMPLES, candidates): each candidate's mean Δ over a resample of the cells (the rows of
+    `cells`, (C, candidates)), every candidate with the same cells: the pairing by cell is kept."""
+    rng = np.random.default_rng(RESAMPLE_SEED) if rng is None else rng
+    return cells[rng.integers(0, cells.shape[0], (RESAMPLES, cells.shape[0]))].mean(axis=1)
+
+
 def resampled(predicted: np.ndarray, cells: np.ndarray) -> tuple[float | None, float | None, float | None]:
     """(rho's 95% interval low, high, P(pick = best)) over resamples of the cells: `cells` is
     (C, candidates), each column a candidate's per-cell Δ."""
     if cells.shape[0] < 2:
         return None, None, None
-    rng = np.random.default_rng(RESAMPLE_SEED)
-    draws = cells[rng.integers(0, cells.shape[0], (RESAMPLES, cells.shape[0]))].mean(axis=1)   # (R, candidates)
+    draws = resampled_means(cells)   # (R, candidates)
     pick = int(np.argsort(-predicted, kind="stable")[0])
     p_best = float((draws.argmax(axis=1) == pick).mean())
     rhos = np.array([spearman(predicted, d) for d in draws], dtype=float)

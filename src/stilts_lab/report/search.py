@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from stilts_lab.report.arms import VANILLA
+from stilts_lab.report.predict import resampled_means
 
-RESAMPLES, RESAMPLE_SEED = 2_000, 0
 SEARCH_FILE = "search.csv"   # the report's search_table, one row per (target, ranker)
 
 
@@ -59,8 +59,7 @@ def resampled_savings(predicted: np.ndarray, cells: np.ndarray, costs: np.ndarra
     (C, candidates), each column a candidate's per-cell Δ."""
     if cells.shape[0] < 2:
         return None, None, None
-    rng = np.random.default_rng(RESAMPLE_SEED)
-    draws = cells[rng.integers(0, cells.shape[0], (RESAMPLES, cells.shape[0]))].mean(axis=1)
+    draws = resampled_means(cells)
     saved = np.array([saved_seconds(predicted, d, costs, ranker_seconds) for d in draws])
     low, high = np.percentile(saved, [2.5, 97.5])
     return float(low), float(high), float((saved > 0).mean())
