@@ -126,7 +126,7 @@ replication: setup  ## H1-H5 on the paper grid, RTE and WiC (CPU, about 11 hours
 	sha256sum --check --quiet $(REPLICATION_DOCS)/checkpoints.sha256
 	$(PY) -m stilts_lab.prepare --trials +experiment=replication hydra.sweep.dir=$(REPLICATION) $(ARGS)
 	$(STILTS) +experiment=replication intermediate=none replicate=1 hydra.sweep.dir=$(REPLICATION)_vanilla_replicate $(ARGS)
-	cp $(REPLICATION_DOCS)/transfer_estimates.csv $(REPLICATION)/
+	cp $(REPLICATION_DOCS)/transfer_estimates*.csv $(REPLICATION)/
 	$(PY) -m stilts_lab.report $(REPLICATION) $(REPLICATION)_vanilla_replicate --out $(REPLICATION_DOCS) --hypotheses
 
 # While it runs: its finished trials into docs/replication/results.csv, to commit (no test is read: no interim look).
