@@ -203,3 +203,21 @@ def test_report_says_what_each_ranking_saves(matrix_sweep, tmp_path):
     assert hscore["trainings_to_best"] == 4 and hscore["saved_seconds"] == pytest.approx(14 - 20 - 9.5)
     section = (tmp_path / "out" / "summary.md").read_text().split("## What each ranking would have saved")[1]
     assert "| rte | LogME (most) | 4 | 1 (2.5) | 8 (14) | 9.5 | -4 |" in section
+
+
+def test_keyed_estimates_and_rankers_that_key_nothing_are_both_scored():
+    """LogME keys each arm's checkpoint; `transfer rank`'s TextEmb rows key none and match by name. An arm
+    whose trials recorded their checkpoint keys gets both: the keyed rows never hide the unkeyed ones."""
+    from stilts_lab.report.predict import candidates
+    comparisons = pd.DataFrame([dict(model="m", target="rte", intermediate=i, settings="", delta_mean=d, no_delta="")
+                                for i, d in (("cola", 0.02), ("mrpc", -0.01))])
+    links = pd.DataFrame([dict(model="m", target="rte", intermediate=i, settings="", checkpoint_key=k)
+                          for i, k in (("cola", "k1"), ("mrpc", "k2"))])
+    estimates = pd.DataFrame(
+        [dict(intermediate=i, intermediate_seed=42, target="rte", estimator="LogME", score=v, seconds=1.0, model="m",
+              checkpoint_key=k) for i, k, v in (("cola", "k1", 0.9), ("mrpc", "k2", 0.1), ("cola", "stale", -5.0))]
+        + [dict(intermediate=i, intermediate_seed=None, target="rte", estimator="TextEmb", score=v, seconds=2.0,
+                model="m", checkpoint_key=None) for i, v in (("cola", 0.3), ("mrpc", 0.7))])
+    points = candidates(comparisons, estimates, links).set_index(["estimator", "intermediate"])["score"]
+    assert points[("LogME", "cola")] == 0.9      # its own checkpoint's row, not the stale key's
+    assert points[("TextEmb", "cola")] == 0.3 and points[("TextEmb", "mrpc")] == 0.7

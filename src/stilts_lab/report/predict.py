@@ -232,13 +232,16 @@ def candidates(comparisons: pd.DataFrame, estimates: pd.DataFrame, links: pd.Dat
         for arm in realised.itertuples(index=False):
             keys = own_keys.get((model, target, arm.intermediate, arm.settings))
             by_key = mine[mine["checkpoint_key"].isin(keys)] if keys else mine.iloc[:0]
-            if len(by_key):      # exactly this arm's checkpoints: a mean per checkpoint, then over them
-                matched, per_checkpoint = by_key, True
-            else:                # by name: every row of that intermediate (only unkeyed ones where keys exist)
-                named = mine[mine["intermediate"] == arm.intermediate]
-                matched, per_checkpoint = (named[named["checkpoint_key"].isna()] if keys else named), False
+            named = mine[mine["intermediate"] == arm.intermediate]
+            if keys:             # the rows that key no checkpoint (e.g. `transfer rank`'s) still speak by name
+                named = named[named["checkpoint_key"].isna()]
             for estimator in estimators:
-                group = matched[matched["estimator"] == estimator]
+                # exactly this arm's checkpoints where the estimator keyed them (a mean per checkpoint,
+                # then over them); else by name: every row of that intermediate
+                group = by_key[by_key["estimator"] == estimator]
+                per_checkpoint = bool(len(group))
+                if not per_checkpoint:
+                    group = named[named["estimator"] == estimator]
                 if not len(group):
                     continue
                 score = (group.groupby("checkpoint_key")["score"].mean().mean() if per_checkpoint
