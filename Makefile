@@ -100,7 +100,7 @@ rankers: setup  ## rank the verdict's and transfer_small's candidates before tra
 # scores every ranker against the realised gains. Each step is skipped or resumes where it stopped.
 RANKER := docs/ranker_matrix
 RANKER_CANDIDATES := cola,mrpc,cb,stsb,copa,cosmosqa,hellaswag,hellaswag_p,socialiqa,winogrande_l
-ranker-matrix: setup  ## 10 candidate intermediates into RTE and WiC, rankers first (CPU, about 4 hours)
+ranker-matrix: setup  ## 10 candidate intermediates into RTE and WiC, rankers first (CPU, about 2 hours)
 	for t in rte wic; do test -f $(RANKER)/transfer_estimates_rank_$$t.csv || $(PY) -m stilts_lab.transfer rank \
 		--target $$t --candidates $(RANKER_CANDIDATES) --out $(RANKER)/transfer_estimates_rank_$$t.csv +experiment=ranker_matrix; done
 	test -f $(RANKER)/transfer_estimates.csv || $(PY) -m stilts_lab.transfer estimate +experiment=ranker_matrix $(ARGS) \
