@@ -157,6 +157,18 @@ def realised_cells(df: pd.DataFrame) -> dict:
     return out
 
 
+def ranked(predicted: np.ndarray) -> np.ndarray:
+    """Candidate indices best-scored first; among tied scores, the candidate listed first comes first."""
+    return np.argsort(-np.asarray(predicted, float), kind="stable")
+
+
+def candidate_cells(group: pd.DataFrame, per_cell: pd.DataFrame) -> np.ndarray:
+    """(C, candidates): each candidate's per-cell Δ (realised_cells' columns; vanilla's are 0), in the
+    order of `group`'s rows (one per candidate: intermediate, settings)."""
+    return np.column_stack([np.zeros(len(per_cell)) if i == VANILLA else per_cell[(i, s)].to_numpy(float)
+                            for i, s in zip(group["intermediate"], group["settings"])])
+
+
 def resampled_means(cells: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """(RESAMPLES, candidates): each candidate's mean Δ over a resample of the cells (the rows of
     `cells`, (C, candidates)), every candidate with the same cells: the pairing by cell is kept."""
@@ -170,7 +182,7 @@ def resampled(predicted: np.ndarray, cells: np.ndarray) -> tuple[float | None, f
     if cells.shape[0] < 2:
         return None, None, None
     draws = resampled_means(cells)   # (R, candidates)
-    pick = int(np.argsort(-predicted, kind="stable")[0])
+    pick = int(ranked(predicted)[0])
     p_best = float((draws.argmax(axis=1) == pick).mean())
     rhos = np.array([spearman(predicted, d) for d in draws], dtype=float)
     rhos = rhos[np.isfinite(rhos)]
@@ -192,8 +204,7 @@ def regret_at(k: int, predicted: np.ndarray, realised: np.ndarray) -> float | No
     best = realised.max()
     if len(realised) < 2 or best == 0:
         return None
-    # stable order: among tied scores, the candidate listed first is picked first
-    top = np.argsort(-np.asarray(predicted, float), kind="stable")[:k]
+    top = ranked(predicted)[:k]
     return float((best - realised[top].max()) / abs(best))
 
 
@@ -201,7 +212,7 @@ def top_pick(predicted: np.ndarray, realised: np.ndarray) -> tuple[int, int, flo
     """(index of the top-scored candidate, index of the realised best, best Δ - the pick's Δ);
     ties go to the candidate listed first, as in regret_at."""
     realised = np.asarray(realised, float)
-    pick = int(np.argsort(-np.asarray(predicted, float), kind="stable")[0])
+    pick = int(ranked(predicted)[0])
     best = int(np.argmax(realised))
     return pick, best, float(realised[best] - realised[pick])
 
@@ -253,13 +264,18 @@ def candidates(comparisons: pd.DataFrame, estimates: pd.DataFrame, links: pd.Dat
     return pd.DataFrame(rows, columns=columns)
 
 
-def trial_seconds(trials: pd.DataFrame) -> dict:
-    """{(model, target): what its trials' target stages cost}: fit_seconds (the whole stage) where
-    metrics.json records it, else train_seconds (the timed epochs), as `python -m stilts_lab.transfer
-    estimate` counts them, so the report and the estimate command print the same cost."""
+def trial_cost(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's target-stage cost: fit_seconds (the whole stage) where metrics.json records it,
+    else train_seconds (the timed epochs), as `python -m stilts_lab.transfer estimate` counts them, so
+    the report and the estimate command print the same cost; 0 where neither is known."""
     fit = trials["fit_seconds"] if "fit_seconds" in trials else pd.Series(float("nan"), index=trials.index)
     cost = pd.to_numeric(fit, errors="coerce").fillna(pd.to_numeric(trials["train_seconds"], errors="coerce"))
-    return cost.fillna(0.0).groupby([trials["model"], trials["target"]]).sum().to_dict()
+    return cost.fillna(0.0)
+
+
+def trial_seconds(trials: pd.DataFrame) -> dict:
+    """{(model, target): what its trials' target stages cost} (trial_cost, summed)."""
+    return trial_cost(trials).groupby([trials["model"], trials["target"]]).sum().to_dict()
 
 
 def prediction_table(points: pd.DataFrame, cells: dict | None = None) -> pd.DataFrame:
@@ -274,9 +290,7 @@ def prediction_table(points: pd.DataFrame, cells: dict | None = None) -> pd.Data
         per_cell = (cells or {}).get((model, target))
         low = high = p_best = None
         if per_cell is not None:
-            matrix = np.column_stack([np.zeros(len(per_cell)) if i == VANILLA else per_cell[(i, s)].to_numpy(float)
-                                      for i, s in zip(group["intermediate"], group["settings"])])
-            low, high, p_best = resampled(p, matrix)
+            low, high, p_best = resampled(p, candidate_cells(group, per_cell))
         rows.append(dict(model=model, target=target, estimator=estimator, candidates=len(group),
                          spearman=spearman(p, r), spearman_p=spearman_p(p, r), spearman_low=low,
                          spearman_high=high, p_pick_best=p_best, ndcg=ndcg(p, r),

@@ -6,7 +6,7 @@ once it is trained. With the realised Δ means as the truth (the same ones predi
 - trainings to best: k, the realised best's position in the ranker's order (1 = its pick is the best);
   a random order needs (n + 1) / 2 on average;
 - search seconds: the summed cost of the k candidates trained, each candidate's cost being what its
-  trials' target stages took (fit_seconds, else train_seconds: trial_seconds' count); a random order's
+  trials' target stages took (predict.trial_cost: fit_seconds, else train_seconds); a random order's
   expected cost is the best's cost plus half the others' (each other candidate comes first with
   probability 1/2);
 - saved seconds: the random order's expected cost minus the ranker's, minus what the ranker itself
@@ -23,24 +23,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stilts_lab.report.arms import VANILLA
-from stilts_lab.report.predict import resampled_means
+from stilts_lab.report.predict import candidate_cells, ranked, resampled_means, trial_cost
 
 SEARCH_FILE = "search.csv"   # the report's search_table, one row per (target, ranker)
 
 
-def order(predicted: np.ndarray) -> np.ndarray:
-    """Candidate indices best-scored first; ties go to the candidate listed first (as regret_at's)."""
-    return np.argsort(-np.asarray(predicted, float), kind="stable")
-
-
 def trainings_to_best(predicted: np.ndarray, realised: np.ndarray) -> int:
-    return int(np.flatnonzero(order(predicted) == int(np.argmax(realised)))[0]) + 1
+    return int(np.flatnonzero(ranked(predicted) == int(np.argmax(realised)))[0]) + 1
 
 
 def search_seconds(predicted: np.ndarray, realised: np.ndarray, costs: np.ndarray) -> float:
-    ranked = order(predicted)
-    return float(np.asarray(costs, float)[ranked[:trainings_to_best(predicted, realised)]].sum())
+    return float(np.asarray(costs, float)[ranked(predicted)[:trainings_to_best(predicted, realised)]].sum())
 
 
 def random_search_seconds(realised: np.ndarray, costs: np.ndarray) -> float:
@@ -67,10 +60,8 @@ def resampled_savings(predicted: np.ndarray, cells: np.ndarray, costs: np.ndarra
 
 def arm_seconds(trials: pd.DataFrame) -> dict:
     """{(model, target, intermediate, settings): the summed cost of that arm's target stages}."""
-    fit = trials["fit_seconds"] if "fit_seconds" in trials else pd.Series(float("nan"), index=trials.index)
-    cost = pd.to_numeric(fit, errors="coerce").fillna(pd.to_numeric(trials["train_seconds"], errors="coerce"))
     keys = [trials[c].astype(str) for c in ("model", "target", "intermediate", "settings")]
-    return cost.fillna(0.0).groupby(keys).sum().to_dict()
+    return trial_cost(trials).groupby(keys).sum().to_dict()
 
 
 def search_table(points: pd.DataFrame, costs: dict, cells: dict | None = None) -> pd.DataFrame:
@@ -87,9 +78,7 @@ def search_table(points: pd.DataFrame, costs: dict, cells: dict | None = None) -
         low = high = p_saves = None
         per_cell = (cells or {}).get((model, target))
         if per_cell is not None:
-            matrix = np.column_stack([np.zeros(len(per_cell)) if i == VANILLA else per_cell[(i, s)].to_numpy(float)
-                                      for i, s in zip(group["intermediate"], group["settings"])])
-            low, high, p_saves = resampled_savings(p, matrix, c, ranker)
+            low, high, p_saves = resampled_savings(p, candidate_cells(group, per_cell), c, ranker)
         rows.append(dict(model=model, target=target, estimator=estimator, candidates=len(group),
                          trainings_to_best=trainings_to_best(p, r), random_trainings=(len(group) + 1) / 2,
                          search_seconds=search_seconds(p, r, c), random_seconds=random_search_seconds(r, c),
